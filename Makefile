@@ -1,0 +1,54 @@
+# gridmap: two commands on a fresh Debian/Ubuntu machine.
+#   make serve   set up everything, load the sample district, serve http://127.0.0.1:8000
+#   make test    the same set-up, then the whole test suite against a real PostGIS
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test install postgis db sample bench clean
+
+install: $(BIN)/gridmap
+
+$(BIN)/gridmap: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is missing: apt-get install python3 python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { echo "venv failed: apt-get install python3-venv"; exit 1; }
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+# PostGIS for the embedded cluster (skipped when DATABASE_URL points elsewhere).
+postgis:
+	@if [ -n "$$DATABASE_URL" ]; then exit 0; fi; \
+	if ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing PostgreSQL 15 + PostGIS 3 with apt"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15-postgis-3; \
+	else \
+		echo "PostGIS is missing. Install it with:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y postgresql-15-postgis-3"; \
+		echo "or run one in Docker (docker compose up -d db) and set"; \
+		echo "  DATABASE_URL=postgresql://gridmap:gridmap@127.0.0.1:5432/gridmap"; \
+		exit 1; \
+	fi
+
+db: install postgis
+	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/gridmap db start; fi
+
+serve: db
+	$(BIN)/gridmap init
+	$(BIN)/gridmap serve --host $(HOST) --port $(PORT)
+
+test: db
+	$(BIN)/pytest -q
+
+sample: install
+	$(BIN)/gridmap sample --seed 7 --output data/boundaries/sample-district.gpkg
+
+bench: db
+	$(BIN)/python bench/bench_load.py
+
+clean:
+	-$(BIN)/gridmap db stop
+	rm -rf $(VENV) .gridmap

@@ -1,0 +1,1 @@
+"""Database access: connection settings, migrations and the embedded PostGIS cluster."""

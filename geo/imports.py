@@ -1,0 +1,78 @@
+"""Loading files into the store: each load is one transaction, all or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyogrio
+
+from geo import files, levels, store
+from geo.db.connection import connect
+from geo.errors import InvalidInput
+
+SAMPLE_PATH = Path(__file__).resolve().parents[1] / "data" / "boundaries" / "sample-district.gpkg"
+
+
+def load_file(
+    path: str | Path,
+    level: str,
+    *,
+    url: str | None = None,
+    crs_text: str | None = None,
+    code_field: str = "code",
+    name_field: str = "name",
+    households_field: str = "households",
+    population_field: str = "population",
+    layer: str | None = None,
+    actor: str = "gridmap",
+    progress: store.Progress = store._noop,
+) -> dict:
+    """Load one file of units (or roads, level 'road'); return what changed."""
+    if level.strip().lower() in ("road", "roads"):
+        roads = files.read_roads(path, crs_text=crs_text, layer=layer)
+        with connect(url) as conn, conn.transaction():
+            change_id = conn.execute(
+                "INSERT INTO change_set (kind, actor, note) VALUES ('load', %s, %s) RETURNING id",
+                [actor, f"roads from {Path(path).name}"],
+            ).fetchone()[0]
+            count = store.load_roads(conn, roads, change_id)
+        return {"level": "road", "roads": count, "change_id": change_id}
+    level = levels.parse_level(level)
+    progress("reading", 0, 1)
+    units, source = files.read_units(
+        path, level, crs_text=crs_text, code_field=code_field, name_field=name_field,
+        households_field=households_field, population_field=population_field, layer=layer,
+    )
+    progress("reading", 1, 1)
+    with connect(url) as conn, conn.transaction():
+        summary = store.write_units(
+            conn, level, units, kind="load", actor=actor,
+            note=f"{level} from {Path(path).name} ({source})", progress=progress,
+        )
+    return {"level": level, "crs": source, "features": len(units), **summary.as_dict()}
+
+
+def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, actor: str = "gridmap",
+                  progress: store.Progress = store._noop) -> dict:
+    """Load every level of a district GeoPackage (layers named by level), in one transaction."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInput(f"district file not found: {path}; generate one with `gridmap sample`")
+    layers = {name for name, _ in pyogrio.list_layers(path)}
+    result = {}
+    with connect(url) as conn, conn.transaction():
+        change_id = None
+        for level in levels.LEVELS:
+            if level not in layers:
+                continue
+            units, _ = files.read_units(path, level, layer=level)
+            summary = store.write_units(
+                conn, level, units, kind="load", actor=actor, note=f"district from {path.name}",
+                progress=lambda stage, done, total, lv=level: progress(f"{lv}: {stage}", done, total),
+                change_id=change_id,
+            )
+            change_id = summary.change_id or change_id
+            result[level] = summary.as_dict()["created"] + summary.as_dict()["changed"]
+        if "road" in layers:
+            result["road"] = store.load_roads(conn, files.read_roads(path, layer="road"), change_id)
+    return result
