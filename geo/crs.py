@@ -69,9 +69,11 @@ def transform(geoms: np.ndarray, source: pyproj.CRS, target: pyproj.CRS) -> np.n
 
 
 def local_metric(lon: float, lat: float) -> pyproj.CRS:
-    """A metric CRS (UTM zone) for measuring distances and areas around lon/lat."""
-    zone = int((lon + 180) // 6) + 1
-    return pyproj.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+    """A metric CRS for measuring around lon/lat: a transverse Mercator centred there
+    (scale 1 on its meridian, so distances within a city are true to a few mm per km)."""
+    return pyproj.CRS.from_proj4(
+        f"+proj=tmerc +lat_0={lat:.6f} +lon_0={lon:.6f} +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+    )
 
 
 def to_metric(geoms: np.ndarray) -> tuple[np.ndarray, pyproj.CRS]:

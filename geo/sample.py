@@ -373,7 +373,9 @@ def _fill_compound(rng, comp, corners, width_m, height_m, buildings, hoods) -> N
             lens.append(blen)
             pos += blen + gap
         if not lens:
-            continue
+            if span < length[0]:
+                continue  # too narrow for any building: no rows anywhere in this compound
+            lens = [min(span, float(length[1]))]  # every band of a compound gets buildings
         if b_kind == "walkup":
             floors = [int(rng.integers(5, 8)) for _ in lens]
         elif b_kind == "slab":

@@ -1,0 +1,152 @@
+"""Test fixtures: every test talks to a real PostGIS.
+
+With DATABASE_URL unset, the suite starts gridmap's embedded cluster (as `make test`
+does) and creates throwaway databases in it; with DATABASE_URL set, it creates them
+on that server (the user needs CREATEDB). Each test that writes gets a database of
+its own, copied from a migrated template, and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from geo import imports
+from geo.db.migrations import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _server_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from geo.db.embedded import default_cluster
+
+    cluster = default_cluster()
+    cluster.start()
+    return cluster.url()
+
+
+def _with_db(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+class Databases:
+    def __init__(self, server_url: str):
+        self.admin = _with_db(server_url, "postgres")
+        self.made: list[str] = []
+
+    def create(self, template: str | None = None, prefix: str = "gridmap_test") -> str:
+        name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            if template:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            else:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return name
+
+    def url(self, name: str) -> str:
+        return _with_db(self.admin, name)
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            for name in reversed(self.made):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def databases():
+    dbs = Databases(_server_url())
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def empty_template(databases) -> str:
+    """A database with the schema applied and no units."""
+    name = databases.create(prefix="gridmap_tmpl")
+    with psycopg.connect(databases.url(name)) as conn:
+        migrate(conn)
+    return name
+
+
+@pytest.fixture(scope="session")
+def sample_template(databases, empty_template) -> str:
+    """A database with the shipped sample district loaded."""
+    name = databases.create(template=empty_template, prefix="gridmap_tmpl_sample")
+    imports.load_district(imports.SAMPLE_PATH, url=databases.url(name))
+    return name
+
+
+@pytest.fixture
+def db_url(databases, empty_template, monkeypatch) -> str:
+    """A fresh, migrated, empty database; DATABASE_URL points at it for the test."""
+    url = databases.url(databases.create(template=empty_template))
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def sample_url(databases, sample_template, monkeypatch) -> str:
+    """A fresh database holding the sample district; DATABASE_URL points at it."""
+    url = databases.url(databases.create(template=sample_template))
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(sample_url):
+    """The real app under uvicorn, in its own process, on a free port, over the sample."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": sample_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            proc.kill()
+            raise RuntimeError(f"server did not start:\n{out}")
+        time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `gridmap` command."""
+    return subprocess.run(
+        [sys.executable, "-m", "geo.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=600,
+    )

@@ -1,0 +1,195 @@
+"""Load -> export round trips, and bad files rejected whole with the database unchanged."""
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import psycopg
+import pyogrio
+import pytest
+import shapely
+
+from geo import crs as crsmod
+from geo.errors import InvalidInput
+from geo.imports import SAMPLE_PATH, load_file
+from tests import shapes
+from tests.conftest import run_cli
+
+
+def _load_upper_levels(url=None):
+    load_file(SAMPLE_PATH, "street", layer="street", url=url)
+    load_file(SAMPLE_PATH, "community", layer="community", url=url)
+
+
+def _max_distance_m(a: np.ndarray, b: np.ndarray) -> float:
+    am, metric = crsmod.to_metric(a)
+    bm = crsmod.transform(b, crsmod.WGS84, metric)
+    return float(np.max(shapely.hausdorff_distance(am, bm)))
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "gpkg", "shp"])
+def test_load_export_round_trip_within_a_centimetre(db_url, tmp_path, fmt):
+    """Grids written in CGCS2000 / Gauss-Kruger (EPSG:4547, metres), loaded, exported, compared."""
+    _load_upper_levels()
+    original = gpd.read_file(SAMPLE_PATH, layer="grid").sort_values("code").reset_index(drop=True)
+    projected = original.to_crs(4547)
+    src = tmp_path / "grids_4547.gpkg"
+    projected.to_file(src, driver="GPKG")
+
+    loaded = run_cli("load", str(src), "--level", "grid")
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stderr.strip().splitlines()[-1])["created"] == len(original)
+
+    out = tmp_path / f"grids.{fmt}"
+    exported = run_cli("export", "--level", "grid", "--format", fmt, "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    back = gpd.read_file(out).sort_values("code").reset_index(drop=True)
+    assert back.crs.to_epsg() == 4326
+    assert list(back["code"]) == list(original["code"])
+    assert list(back["name"]) == list(original["name"])  # Chinese names survive, Shapefile too
+    assert list(back["households"]) == list(original["households"])
+    parent = "commun_cd" if fmt == "shp" else "community_code"
+    assert list(back[parent]) == list(original["community_code"])
+    assert _max_distance_m(original.geometry.values, back.geometry.values) < 0.01
+
+    # the exported file loads again as "nothing changed"
+    again = load_file(out, "grid")
+    assert (again["created"], again["changed"], again["unchanged"]) == (0, 0, len(original))
+
+
+def _state(url):
+    with psycopg.connect(url) as conn:
+        return (
+            conn.execute("SELECT count(*) FROM unit_version").fetchone()[0],
+            conn.execute("SELECT count(*) FROM change_set").fetchone()[0],
+            conn.execute("SELECT count(*) FROM unit").fetchone()[0],
+        )
+
+
+def _grid_file(tmp_path, bad_row, name="bad.geojson", crs=4326):
+    rows = shapes.grid_rows() + [bad_row]
+    return shapes.write(tmp_path / name, rows, crs=crs)
+
+
+@pytest.fixture
+def small(db_url, tmp_path):
+    load_file(shapes.write(tmp_path / "s.geojson", shapes.street_rows()), "street")
+    load_file(shapes.write(tmp_path / "c.geojson", shapes.community_rows()), "community")
+    return db_url
+
+
+def test_broken_geometry_is_rejected_whole(small, tmp_path):
+    x0, y0 = shapes.rect(300, 300, 300, 300).exterior.coords[0]
+    d = 0.001
+    bowtie = shapely.Polygon([(x0, y0), (x0 + d, y0 + d), (x0 + d, y0), (x0, y0 + d), (x0, y0)])
+    path = _grid_file(tmp_path, {"code": shapes.COMMUNITY + "003", "name": "坏网格", "geometry": bowtie})
+    before = _state(small)
+    with pytest.raises(InvalidInput, match=r"feature 3 \(grid 420199001001003\): invalid geometry \(Self-intersection"):
+        load_file(path, "grid")
+    assert _state(small) == before
+
+
+def test_slightly_invalid_geometry_is_repaired(small, tmp_path):
+    """A ring that touches itself at a point (a 'bow' of zero width) repairs within 0.1 %."""
+    poly = shapes.rect(0, 0, 200, 400)
+    coords = list(poly.exterior.coords)[:-1]
+    # repeat a vertex out and back: a zero-area spike, invalid, repaired to the same area
+    spike = [coords[0], coords[1], shapes.rect(100, -0.0, 100, 0).exterior.coords[0], coords[1], *coords[2:]]
+    bad = shapely.Polygon(spike)
+    assert not bad.is_valid
+    rows = [{"code": shapes.COMMUNITY + "001", "name": "修复网格", "households": 400, "geometry": bad}]
+    result = load_file(shapes.write(tmp_path / "spike.geojson", rows), "grid")
+    assert result["created"] == 1
+    with psycopg.connect(small) as conn:
+        assert conn.execute("SELECT bool_and(ST_IsValid(geom)) FROM unit_version").fetchone()[0]
+
+
+def test_child_outside_parent_is_rejected_whole(small, tmp_path):
+    row = {"code": shapes.COMMUNITY + "003", "name": "越界网格", "geometry": shapes.rect(300, 0, 430, 100)}
+    before = _state(small)
+    with pytest.raises(InvalidInput, match=r"grid 420199001001003\): reaches 30\.0 m outside its community 420199001001"):
+        load_file(_grid_file(tmp_path, row), "grid")
+    assert _state(small) == before
+
+
+def test_child_within_half_a_metre_of_its_parent_is_accepted(small, tmp_path):
+    rows = [{"code": shapes.COMMUNITY + "001", "name": "贴边网格", "geometry": shapes.rect(-0.4, 0, 200, 400.3)}]
+    assert load_file(shapes.write(tmp_path / "edge.geojson", rows), "grid")["created"] == 1
+
+
+def test_child_outside_every_parent_is_rejected(small, tmp_path):
+    row = {"code": "420199001009001", "name": "远处网格", "geometry": shapes.rect(5000, 5000, 5100, 5100)}
+    with pytest.raises(InvalidInput, match="lies outside every stored community"):
+        load_file(_grid_file(tmp_path, row), "grid")
+
+
+def test_code_that_names_another_parent_is_rejected(small, tmp_path):
+    rows = [{"code": "420199001002001", "name": "错码网格", "geometry": shapes.rect(0, 0, 200, 400)}]
+    with pytest.raises(InvalidInput, match="lies in community 420199001001, but its code says community 420199001002"):
+        load_file(shapes.write(tmp_path / "code.geojson", rows), "grid")
+
+
+def test_wrong_crs_is_named(small, tmp_path):
+    """A file in Web Mercator metres read as if it were lon/lat."""
+    frame = gpd.GeoDataFrame(shapes.grid_rows(), crs=4326).to_crs(3857)
+    path = tmp_path / "mercator.gpkg"
+    frame.to_file(path, driver="GPKG")
+    before = _state(small)
+    with pytest.raises(InvalidInput, match=r"look projected \(metres\): pass the file's CRS with --crs"):
+        load_file(path, "grid", crs_text="wgs84")
+    assert _state(small) == before
+    # with its own CRS it loads
+    assert load_file(path, "grid")["created"] == 2
+
+
+def test_swapped_lat_lon_is_named(small, tmp_path):
+    rows = shapes.grid_rows()
+    rows[1]["geometry"] = shapely.transform(rows[1]["geometry"], lambda c: c[:, ::-1])
+    before = _state(small)
+    with pytest.raises(InvalidInput, match="look like latitude, longitude"):
+        load_file(shapes.write(tmp_path / "swapped.geojson", rows), "grid")
+    assert _state(small) == before
+
+
+@pytest.mark.parametrize("text,message", [
+    ("EPSG:999999", "unknown CRS 'EPSG:999999'"),
+    ("gcj02", "GCJ-02/BD-09 input is not supported yet"),
+    ("bd09", "GCJ-02/BD-09 input is not supported yet"),
+    ("not a crs", "unknown CRS"),
+])
+def test_unknown_or_unsupported_crs_is_refused(small, tmp_path, text, message):
+    path = shapes.write(tmp_path / "g.geojson", shapes.grid_rows())
+    with pytest.raises(InvalidInput, match=message):
+        load_file(path, "grid", crs_text=text)
+
+
+def test_file_without_crs_asks_for_one(small, tmp_path):
+    path = tmp_path / "nocrs.shp"
+    frame = gpd.GeoDataFrame(shapes.grid_rows(), crs=None)
+    pyogrio.write_dataframe(frame, path, encoding="UTF-8")
+    with pytest.raises(InvalidInput, match="does not say which CRS it is in: pass --crs"):
+        load_file(path, "grid")
+    assert load_file(path, "grid", crs_text="cgcs2000")["created"] == 2
+
+
+def test_cli_reports_a_bad_file_and_exits_non_zero(small, tmp_path):
+    row = {"code": shapes.COMMUNITY + "003", "name": "越界网格", "geometry": shapes.rect(300, 0, 430, 100)}
+    before = _state(small)
+    result = run_cli("load", str(_grid_file(tmp_path, row)), "--level", "grid")
+    assert result.returncode == 2
+    assert "reaches 30.0 m outside its community 420199001001" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _state(small) == before
+
+
+def test_missing_parent_level_says_what_to_load_first(db_url, tmp_path):
+    path = shapes.write(tmp_path / "g.geojson", shapes.grid_rows())
+    with pytest.raises(InvalidInput, match="load the community level first"):
+        load_file(path, "grid")
+
+
+def test_duplicate_codes_in_one_file_are_refused(small, tmp_path):
+    rows = shapes.grid_rows()
+    rows[1]["code"] = rows[0]["code"]
+    with pytest.raises(InvalidInput, match="appears twice"):
+        load_file(shapes.write(tmp_path / "dup.geojson", rows), "grid")
