@@ -117,8 +117,11 @@ class _Lattice:
 
         self.X, self.x_arterial = positions(nx)
         self.Y, self.y_arterial = positions(ny)
-        self.sx = rng.uniform(-0.04, 0.04, size=nx + 1)  # slope dx/dy of "vertical" lines
-        self.ty = rng.uniform(-0.04, 0.04, size=ny + 1)  # slope dy/dx of "horizontal" lines
+        # lines lean a little; in a big city less, so neighbours never cross (at most ~60 m drift)
+        lean_x = min(0.04, 60.0 / max(abs(self.Y[0]), 1.0))
+        lean_y = min(0.04, 60.0 / max(abs(self.X[0]), 1.0))
+        self.sx = rng.uniform(-lean_x, lean_x, size=nx + 1)  # slope dx/dy of "vertical" lines
+        self.ty = rng.uniform(-lean_y, lean_y, size=ny + 1)  # slope dy/dx of "horizontal" lines
         self.nx, self.ny = nx, ny
 
     def node(self, i: int, j: int) -> np.ndarray:

@@ -302,10 +302,13 @@ def _match_parents(children_m: np.ndarray, parents: _Parents, explicit: list[str
     # containment, 0.5 m tolerance
     parent_geoms = parents.geoms_m[match]
     inside = shapely.covers(parent_geoms, children_m)
+    doubtful = np.flatnonzero(~inside)
+    if len(doubtful):
+        # buffer each parent once, however many children it has
+        owners, slot = np.unique(match[doubtful], return_inverse=True)
+        buffered = shapely.buffer(parents.geoms_m[owners], CONTAINMENT_TOLERANCE_M, quad_segs=2)
+        inside[doubtful] = shapely.covers(buffered[slot], children_m[doubtful])
     for i in np.flatnonzero(~inside):
-        buffered = parent_geoms[i].buffer(CONTAINMENT_TOLERANCE_M, quad_segs=2)
-        if buffered.covers(children_m[i]):
-            continue
         by = _outside_by(children_m[i], parent_geoms[i])
         if by <= CONTAINMENT_TOLERANCE_M:
             continue
