@@ -21,6 +21,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import db
@@ -56,6 +57,12 @@ async def gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
 async def database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
     return JSONResponse({"error": "DatabaseUnavailable", "detail": "the database is not reachable; try again"},
                         status_code=503, headers={"Retry-After": "5"})
+
+
+@app.exception_handler(psycopg.errors.IntegrityError)
+async def concurrent_change(request: Request, exc: psycopg.errors.IntegrityError) -> JSONResponse:
+    return JSONResponse({"error": "Conflict", "detail": "another change to the same unit was committed "
+                         "at the same time; reload and try again"}, status_code=409)
 
 
 @app.exception_handler(RequestValidationError)
@@ -119,7 +126,10 @@ def list_units(
                                           parent_id=within, limit=limit, offset=offset)
     headers = {"X-Total-Count": str(total)}
     if offset + limit < total:
-        headers["Link"] = f'<?level={lv}&limit={limit}&offset={offset + limit}>; rel="next"'
+        params = {"level": lv, "as_of": as_of, "bbox": bbox, "code": code, "within": within,
+                  "limit": limit, "offset": offset + limit}
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        headers["Link"] = f'</units?{query}>; rel="next"'
     return Response(body, media_type="application/geo+json", headers=headers)
 
 
@@ -138,6 +148,7 @@ def unit_history(unit_id: int) -> list[dict]:
 @app.get("/units/{unit_id}/lineage", summary="Units this one came from (split/merge) and became")
 def unit_lineage(unit_id: int) -> dict:
     with db.pool().connection() as conn:
+        store.history(conn, unit_id)  # 404 for a unit that never existed
         return store.lineage(conn, unit_id)
 
 

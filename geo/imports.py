@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pyogrio
 
 from geo import files, levels, store
 from geo.db.connection import connect
-from geo.errors import InvalidInput
+from geo.errors import Conflict, InvalidInput
 
 SAMPLE_PATH = Path(__file__).resolve().parents[1] / "data" / "boundaries" / "sample-district.gpkg"
 
@@ -44,12 +45,22 @@ def load_file(
         households_field=households_field, population_field=population_field, layer=layer,
     )
     progress("reading", 1, 1)
-    with connect(url) as conn, conn.transaction():
-        summary = store.write_units(
-            conn, level, units, kind="load", actor=actor,
-            note=f"{level} from {Path(path).name} ({source})", progress=progress,
-        )
+    try:
+        with connect(url) as conn, conn.transaction():
+            summary = store.write_units(
+                conn, level, units, kind="load", actor=actor,
+                note=f"{level} from {Path(path).name} ({source})", progress=progress,
+            )
+    except psycopg.errors.IntegrityError as exc:
+        raise _concurrent(exc) from None
     return {"level": level, "crs": source, "features": len(units), **summary.as_dict()}
+
+
+def _concurrent(exc: Exception) -> Conflict:
+    return Conflict(
+        "another change to the same units was committed while this load ran "
+        f"({exc.diag.message_primary}); nothing was stored: run the load again"
+    )
 
 
 def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, actor: str = "gridmap",

@@ -98,3 +98,12 @@ def test_bad_requests_get_a_clear_4xx(client, method, path, kwargs, status, need
     response = getattr(client, method)(path, **kwargs)
     assert response.status_code == status, response.text
     assert needle in response.text
+
+
+def test_paging_link_keeps_the_query_and_lineage_of_unknown_unit_is_404(client):
+    page = client.get("/units", params={"level": "grid", "limit": 10, "as_of": "2100-01-01"})
+    link = page.headers["link"]
+    assert "as_of=2100-01-01" in link and "offset=10" in link
+    following = client.get(link[1:link.index(">")])
+    assert following.status_code == 200 and len(following.json()["features"]) == 10
+    assert client.get("/units/999999999/lineage").status_code == 404

@@ -193,3 +193,33 @@ def test_duplicate_codes_in_one_file_are_refused(small, tmp_path):
     rows[1]["code"] = rows[0]["code"]
     with pytest.raises(InvalidInput, match="appears twice"):
         load_file(shapes.write(tmp_path / "dup.geojson", rows), "grid")
+
+
+def test_a_building_may_be_a_point_and_finds_its_compound_and_grid(sample_url, tmp_path):
+    with psycopg.connect(sample_url) as conn:
+        code, compound_id, grid_id, x, y = conn.execute(
+            "SELECT v.code, v.compound_id, v.grid_id, ST_X(p), ST_Y(p) FROM unit_version v, "
+            "ST_PointOnSurface(v.geom) p WHERE v.level = 'neighbourhood' ORDER BY v.code LIMIT 1"
+        ).fetchone()
+        compound_code = conn.execute("SELECT code FROM unit_version WHERE unit_id = %s", [compound_id]).fetchone()[0]
+    rows = [{"code": compound_code + "B901", "name": "点状楼栋", "households": 24, "geometry": shapely.Point(x, y)}]
+    result = load_file(shapes.write(tmp_path / "point.geojson", rows), "building")
+    assert result["created"] == 1
+    with psycopg.connect(sample_url) as conn:
+        kind, c_id, g_id = conn.execute(
+            "SELECT GeometryType(geom), compound_id, grid_id FROM unit_version WHERE code = %s",
+            [compound_code + "B901"],
+        ).fetchone()
+    assert (kind, c_id, g_id) == ("POINT", compound_id, grid_id)
+
+
+def test_a_grid_must_be_a_polygon(small, tmp_path):
+    rows = [{"code": shapes.COMMUNITY + "001", "name": "点网格", "geometry": shapely.Point(114.301, 30.551)}]
+    with pytest.raises(InvalidInput, match="a grid must be a polygon, not a point"):
+        load_file(shapes.write(tmp_path / "p.geojson", rows), "grid")
+
+
+def test_roads_load_with_the_district(sample_url):
+    with psycopg.connect(sample_url) as conn:
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM road GROUP BY kind").fetchall())
+    assert set(kinds) == {"arterial", "local"} and sum(kinds.values()) == 26
