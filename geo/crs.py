@@ -1,17 +1,19 @@
 """Coordinate systems users hand to gridmap, and reprojection to WGS84 (EPSG:4326).
 
-Accepted: wgs84, cgcs2000 (EPSG:4490, within centimetres of WGS84), any EPSG code or
-PROJ string pyproj understands. GCJ-02 (Amap, Tencent, WeChat) and BD-09 (Baidu)
-are obfuscated datums PROJ does not implement; they are named here so that they are
-refused with a clear message rather than mistaken for WGS84.
+Accepted: wgs84, cgcs2000 (EPSG:4490, within centimetres of WGS84), gcj02 (Amap,
+Tencent, WeChat), bd09 (Baidu), any EPSG code or PROJ string pyproj understands.
+GCJ-02 and BD-09 are obfuscated datums PROJ does not implement: geo.datums converts them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyproj
 import shapely
 
+from geo import datums
 from geo.errors import InvalidInput
 
 WGS84 = pyproj.CRS.from_epsg(4326)
@@ -20,20 +22,40 @@ _ALIASES = {
     "wgs84": "EPSG:4326", "wgs-84": "EPSG:4326", "wgs 84": "EPSG:4326", "4326": "EPSG:4326",
     "cgcs2000": "EPSG:4490", "4490": "EPSG:4490",
 }
-OBFUSCATED = {"gcj02", "gcj-02", "gcj", "bd09", "bd-09", "bd09ll", "baidu", "amap"}
 
 
-def parse(text: str | None) -> pyproj.CRS:
-    """A pyproj CRS for what a user typed, or InvalidInput naming the problem."""
+@dataclass(frozen=True)
+class Obfuscated:
+    """GCJ-02 or BD-09: lon/lat with a published offset from WGS84."""
+
+    name: str
+
+    def to_wgs84_xy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.name == "GCJ-02":
+            return datums.gcj02_to_wgs84(x, y)
+        return datums.bd09_to_wgs84(x, y)
+
+    def from_wgs84_xy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.name == "GCJ-02":
+            return datums.wgs84_to_gcj02(x, y)
+        return datums.wgs84_to_bd09(x, y)
+
+
+GCJ02 = Obfuscated("GCJ-02")
+BD09 = Obfuscated("BD-09")
+OBFUSCATED = {"gcj02": GCJ02, "gcj-02": GCJ02, "gcj": GCJ02, "amap": GCJ02, "wechat": GCJ02,
+              "bd09": BD09, "bd-09": BD09, "bd09ll": BD09, "baidu": BD09}
+Source = pyproj.CRS | Obfuscated
+
+
+def parse(text: str | None) -> Source:
+    """The coordinate system a user named, or InvalidInput naming the problem."""
     raw = (text or "").strip()
     key = raw.lower()
     if not key:
         raise InvalidInput("no CRS given: pass one of wgs84, cgcs2000, gcj02, bd09 or EPSG:nnnn")
     if key in OBFUSCATED:
-        raise InvalidInput(
-            f"CRS {raw!r}: GCJ-02/BD-09 input is not supported yet (it arrives with the "
-            "point-in-grid work); convert the file to WGS84 or CGCS2000 first"
-        )
+        return OBFUSCATED[key]
     try:
         return pyproj.CRS.from_user_input(_ALIASES.get(key, raw))
     except pyproj.exceptions.CRSError:
@@ -42,24 +64,52 @@ def parse(text: str | None) -> pyproj.CRS:
         ) from None
 
 
-def name(crs: pyproj.CRS) -> str:
+def name(crs: Source) -> str:
+    if isinstance(crs, Obfuscated):
+        return crs.name
     epsg = crs.to_epsg()
     return f"EPSG:{epsg}" if epsg else crs.name
 
 
-def is_wgs84(crs: pyproj.CRS) -> bool:
-    return crs.to_epsg() == 4326
+def is_wgs84(crs: Source) -> bool:
+    return not isinstance(crs, Obfuscated) and crs.to_epsg() == 4326
 
 
-def to_wgs84(geoms: np.ndarray, crs: pyproj.CRS) -> np.ndarray:
+def points_to_wgs84(x: np.ndarray, y: np.ndarray, crs: Source) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat WGS84 arrays for coordinate arrays in `crs`."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if is_wgs84(crs):
+        return x, y
+    if isinstance(crs, Obfuscated):
+        return crs.to_wgs84_xy(x, y)
+    return _transformer(crs, WGS84).transform(x, y)
+
+
+def to_wgs84(geoms: np.ndarray, crs: Source) -> np.ndarray:
     """Reproject an array of shapely geometries from `crs` to lon/lat WGS84."""
     if is_wgs84(crs):
         return geoms
+    if isinstance(crs, Obfuscated):
+        def apply(coords: np.ndarray) -> np.ndarray:
+            return np.column_stack(crs.to_wgs84_xy(coords[:, 0], coords[:, 1]))
+
+        return shapely.transform(geoms, apply)
     return transform(geoms, crs, WGS84)
 
 
+_TRANSFORMERS: dict = {}
+
+
+def _transformer(source: pyproj.CRS, target: pyproj.CRS) -> pyproj.Transformer:
+    key = (source.to_wkt(), target.to_wkt())
+    if key not in _TRANSFORMERS:
+        _TRANSFORMERS[key] = pyproj.Transformer.from_crs(source, target, always_xy=True)
+    return _TRANSFORMERS[key]
+
+
 def transform(geoms: np.ndarray, source: pyproj.CRS, target: pyproj.CRS) -> np.ndarray:
-    transformer = pyproj.Transformer.from_crs(source, target, always_xy=True)
+    transformer = _transformer(source, target)
 
     def apply(coords: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(coords[:, 0], coords[:, 1])

@@ -10,6 +10,7 @@ import pytest
 import shapely
 
 from geo import crs as crsmod
+from geo import datums
 from geo.errors import InvalidInput
 from geo.imports import SAMPLE_PATH, load_file
 from tests import shapes
@@ -153,14 +154,36 @@ def test_swapped_lat_lon_is_named(small, tmp_path):
 
 @pytest.mark.parametrize("text,message", [
     ("EPSG:999999", "unknown CRS 'EPSG:999999'"),
-    ("gcj02", "GCJ-02/BD-09 input is not supported yet"),
-    ("bd09", "GCJ-02/BD-09 input is not supported yet"),
     ("not a crs", "unknown CRS"),
+    ("", "no CRS given"),
 ])
-def test_unknown_or_unsupported_crs_is_refused(small, tmp_path, text, message):
+def test_unknown_crs_is_refused(small, tmp_path, text, message):
     path = shapes.write(tmp_path / "g.geojson", shapes.grid_rows())
     with pytest.raises(InvalidInput, match=message):
-        load_file(path, "grid", crs_text=text)
+        crsmod.parse(text)
+    if text:
+        with pytest.raises(InvalidInput, match=message):
+            load_file(path, "grid", crs_text=text)
+
+
+@pytest.mark.parametrize("name,forward", [
+    ("gcj02", lambda x, y: datums.wgs84_to_gcj02(x, y)),
+    ("bd09", lambda x, y: datums.wgs84_to_bd09(x, y)),
+])
+def test_gcj02_and_bd09_files_land_where_their_wgs84_originals_are(small, tmp_path, name, forward):
+    """A file from Amap (GCJ-02) or Baidu (BD-09) loads onto the same ground, within 1 cm."""
+    rows = shapes.grid_rows()
+    originals = [r["geometry"] for r in rows]
+    for r in rows:
+        r["geometry"] = shapely.transform(r["geometry"], lambda c: np.column_stack(forward(c[:, 0], c[:, 1])))
+    shifted = shapely.centroid(rows[0]["geometry"]).distance(shapely.centroid(originals[0]))
+    assert shifted > 0.004  # hundreds of metres off before conversion
+    load_file(shapes.write(tmp_path / f"{name}.geojson", rows), "grid", crs_text=name)
+    with psycopg.connect(small) as conn:
+        stored = [shapely.from_wkb(bytes(r[0])) for r in conn.execute(
+            "SELECT ST_AsBinary(geom) FROM unit_version WHERE level = 'grid' ORDER BY code")]
+    originals = [shapely.multipolygons([g]) for g in originals]
+    assert _max_distance_m(np.array(originals, dtype=object), np.array(stored, dtype=object)) < 0.01
 
 
 def test_file_without_crs_asks_for_one(small, tmp_path):
