@@ -24,10 +24,12 @@ postgis:
 	if ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing PostgreSQL 15 + PostGIS 3 with apt"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15-postgis-3; \
+		apt-get update -q && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15-postgis-3 \
+			|| DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-postgis; }; \
 	else \
 		echo "PostGIS is missing. Install it with:"; \
 		echo "  sudo apt-get update && sudo apt-get install -y postgresql-15-postgis-3"; \
+		echo "(on Ubuntu: sudo apt-get install -y postgresql-postgis)"; \
 		echo "or run one in Docker (docker compose up -d db) and set"; \
 		echo "  DATABASE_URL=postgresql://gridmap:gridmap@127.0.0.1:5432/gridmap"; \
 		exit 1; \

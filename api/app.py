@@ -12,6 +12,7 @@ Routes:
 from __future__ import annotations
 
 import json
+import math
 from contextlib import asynccontextmanager
 from typing import Any, Optional
 
@@ -59,10 +60,18 @@ async def database_down(request: Request, exc: psycopg.OperationalError) -> JSON
                         status_code=503, headers={"Retry-After": "5"})
 
 
-@app.exception_handler(psycopg.errors.IntegrityError)
-async def concurrent_change(request: Request, exc: psycopg.errors.IntegrityError) -> JSONResponse:
+@app.exception_handler(psycopg.errors.UniqueViolation)
+@app.exception_handler(psycopg.errors.ExclusionViolation)
+async def concurrent_change(request: Request, exc: psycopg.Error) -> JSONResponse:
     return JSONResponse({"error": "Conflict", "detail": "another change to the same unit was committed "
                          "at the same time; reload and try again"}, status_code=409)
+
+
+@app.exception_handler(psycopg.errors.DataError)
+async def bad_value(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+    message = exc.diag.message_primary or str(exc)
+    return JSONResponse({"error": "InvalidInput", "detail": f"a value cannot be stored: {message}"},
+                        status_code=422)
 
 
 @app.exception_handler(RequestValidationError)
@@ -86,7 +95,8 @@ def _bbox(text: Optional[str]) -> Optional[tuple[float, float, float, float]]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise InvalidInput(f"bbox {text!r} is not minlon,minlat,maxlon,maxlat") from None
-    if len(values) != 4 or values[0] > values[2] or values[1] > values[3]:
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) \
+            or values[0] > values[2] or values[1] > values[3]:
         raise InvalidInput(f"bbox {text!r} is not minlon,minlat,maxlon,maxlat")
     if any(abs(v) > 180 for v in values[::2]) or any(abs(v) > 90 for v in values[1::2]):
         raise InvalidInput(f"bbox {text!r} is outside lon -180..180, lat -90..90 (lon first)")
@@ -158,9 +168,9 @@ class UnitEdit(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = Field(..., ge=1, description="the unit's version the edit is based on (409 if stale)")
     geometry: Optional[dict[str, Any]] = Field(None, description="GeoJSON Polygon/MultiPolygon, WGS84")
-    name: Optional[str] = Field(None, min_length=1, max_length=200)
-    households: Optional[int] = Field(None, ge=0)
-    population: Optional[int] = Field(None, ge=0)
+    name: Optional[str] = Field(None, min_length=1, max_length=200, pattern=r"\S")
+    households: Optional[int] = Field(None, ge=0, le=2**31 - 1)
+    population: Optional[int] = Field(None, ge=0, le=2**31 - 1)
     attributes: Optional[dict[str, Any]] = None
     note: Optional[str] = Field(None, max_length=2000)
 

@@ -142,6 +142,8 @@ def load(
     households_field: str = typer.Option("households"),
     population_field: str = typer.Option("population"),
     layer: Optional[str] = typer.Option(None, help="Layer to read from a multi-layer file"),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of a Shapefile without .cpg "
+                                           "(default: UTF-8 if it decodes, else GB18030)"),
     actor: str = typer.Option(os.environ.get("USER", "gridmap"), help="Who makes the change (recorded)"),
 ) -> None:
     """Load units from a file: all or nothing; parents are found by geometry."""
@@ -151,7 +153,7 @@ def load(
         result = imports.load_file(
             file, level, crs_text=crs, code_field=code_field, name_field=name_field,
             households_field=households_field, population_field=population_field,
-            layer=layer, actor=actor, progress=update,
+            layer=layer, encoding=encoding, actor=actor, progress=update,
         )
     console.print(json.dumps(result, ensure_ascii=False))
 

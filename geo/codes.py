@@ -41,6 +41,8 @@ def check(level: str, code: str, label: str = "") -> str:
     where = f"{label}: " if label else ""
     if not code:
         raise InvalidInput(f"{where}{level} has no code")
+    if "\x00" in code:
+        raise InvalidInput(f"{where}{level} code contains a NUL character")
     if len(code) > MAX_LENGTH:
         raise InvalidInput(f"{where}{level} code {code[:20]}... is longer than {MAX_LENGTH} characters")
     pattern = _PATTERNS.get(level)

@@ -29,6 +29,8 @@ SHAPEFILE_NAMES = {
     "compound_code": "cmpd_cd", "neighbourhood_code": "nbhd_cd", "attributes": "attrs",
 }
 _FROM_SHAPEFILE = {short: long for long, short in SHAPEFILE_NAMES.items()}
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
+MAX_COUNT = 2**31 - 1
 # Columns an export writes that a load must not take as attributes.
 _BOOKKEEPING = {"unit_id", "id", "level", "version", "valid_from", "valid_to", *CHAIN_COLUMNS}
 
@@ -52,15 +54,31 @@ def _layer(path: Path, level: str, layer: str | None) -> str | None:
     )
 
 
+def _shapefile_encoding(path: Path) -> str | None:
+    """A Shapefile without a .cpg says nothing of its encoding: UTF-8 if its text decodes
+    as UTF-8, else GB18030 (the superset of GBK that Chinese GIS software writes)."""
+    if path.suffix.lower() != ".shp" or path.with_suffix(".cpg").exists():
+        return None
+    dbf = path.with_suffix(".dbf")
+    if not dbf.exists():
+        return None
+    try:
+        dbf.read_bytes().decode("utf-8")
+        return "UTF-8"
+    except UnicodeDecodeError:
+        return "GB18030"
+
+
 def read_frame(path: str | Path, level: str, crs_text: str | None = None,
-               layer: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
+               layer: str | None = None, encoding: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
     """The file's features in WGS84, and the name of the CRS they came in."""
     path = Path(path)
     if not path.exists():
         raise InvalidInput(f"file not found: {path}")
     layer_name = _layer(path, level, layer)
+    encoding = encoding or _shapefile_encoding(path)
     try:
-        frame = pyogrio.read_dataframe(path, layer=layer_name)
+        frame = pyogrio.read_dataframe(path, layer=layer_name, **({"encoding": encoding} if encoding else {}))
     except Exception as exc:
         raise InvalidInput(f"cannot read {path.name}: {exc}") from None
     frame = frame.rename(columns={c: _FROM_SHAPEFILE.get(c, c) for c in frame.columns})
@@ -102,9 +120,18 @@ def _count(value, field: str, label: str) -> int | None:
         number = float(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"{label}: {field} {value!r} is not a number") from None
-    if number < 0 or number != int(number):
-        raise InvalidInput(f"{label}: {field} must be a whole number ≥ 0, not {value!r}")
+    if not math.isfinite(number) or number < 0 or number != int(number) or number > MAX_COUNT:
+        raise InvalidInput(f"{label}: {field} must be a whole number from 0 to {MAX_COUNT}, not {value!r}")
     return int(number)
+
+
+def _code_text(value) -> str:
+    """A code as text; a numeric column read as float loses its '.0'."""
+    value = _plain(value)
+    text = "" if value is None else str(value).strip()
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    return text
 
 
 def read_units(
@@ -117,11 +144,12 @@ def read_units(
     households_field: str = "households",
     population_field: str = "population",
     layer: str | None = None,
+    encoding: str | None = None,
 ) -> tuple[list[UnitInput], str]:
     """UnitInput records from a file, and the CRS the file was read in."""
     level = levels.parse_level(level)
     path = Path(path)
-    frame, source = read_frame(path, level, crs_text, layer)
+    frame, source = read_frame(path, level, crs_text, layer, encoding)
     if len(frame) == 0:
         raise InvalidInput(f"{path.name} has no features")
     if code_field not in frame.columns:
@@ -137,14 +165,14 @@ def read_units(
     reserved = {code_field, name_field, households_field, population_field, "geometry",
                 *parent_fields.values(), *_BOOKKEEPING, *(f"{lv}_code" for lv in levels.ancestors(level))}
     extra = [c for c in frame.columns if c not in reserved]
+    # counts the file does not carry keep their stored values
+    keep = {f for f, col in (("households", households_field), ("population", population_field))
+            if col not in frame.columns}
     units = []
     records = frame.to_dict("records")
     geoms = frame.geometry.values
     for i, rec in enumerate(records):
-        code = _plain(rec.get(code_field))
-        code = "" if code is None else str(code).strip()
-        if code.endswith(".0") and code[:-2].isdigit():  # numeric code column read as float
-            code = code[:-2]
+        code = _code_text(rec.get(code_field))
         label = f"{path.name} feature {i + 1} ({level} {code or 'without code'})"
         attributes = {}
         if isinstance(rec.get("attributes"), str) and rec["attributes"].strip().startswith("{"):
@@ -166,15 +194,18 @@ def read_units(
             households=_count(rec.get(households_field), households_field, label),
             population=_count(rec.get(population_field), population_field, label),
             attributes=attributes,
-            parent_codes={p: str(_plain(rec.get(f))) for p, f in parent_fields.items()
-                          if _plain(rec.get(f)) not in (None, "")},
+            parent_codes={p: _code_text(rec.get(f)) for p, f in parent_fields.items()
+                          if _code_text(rec.get(f))},
             label=label,
+            keep=keep,
         ))
     return units, source
 
 
 def read_roads(path: str | Path, *, crs_text: str | None = None, layer: str | None = None) -> list[dict]:
     frame, _ = read_frame(path, "road", crs_text, layer)
+    if len(frame) == 0:
+        raise InvalidInput(f"{Path(path).name} has no features")
     out = []
     for i, rec in enumerate(frame.to_dict("records")):
         geom = frame.geometry.values[i]
@@ -245,9 +276,10 @@ def export_units(conn, level: str, fmt: str, out: str | Path, as_of=None) -> tup
             )
         frame = frame.rename(columns=SHAPEFILE_NAMES)
         options["encoding"] = "UTF-8"
-    if out.exists():
-        for sibling in out.parent.glob(out.stem + ".*") if fmt == "shp" else [out]:
-            sibling.unlink()
+    parts = [out.with_suffix(ext) for ext in SHAPEFILE_PARTS] if fmt == "shp" else [out]
+    for part in parts:
+        if part.exists():
+            part.unlink()
     layer = level if fmt == "gpkg" else None
     pyogrio.write_dataframe(frame, out, driver=driver, layer=layer, **options)
     return out, len(frame)

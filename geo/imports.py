@@ -25,6 +25,7 @@ def load_file(
     households_field: str = "households",
     population_field: str = "population",
     layer: str | None = None,
+    encoding: str | None = None,
     actor: str = "gridmap",
     progress: store.Progress = store._noop,
 ) -> dict:
@@ -43,6 +44,7 @@ def load_file(
     units, source = files.read_units(
         path, level, crs_text=crs_text, code_field=code_field, name_field=name_field,
         households_field=households_field, population_field=population_field, layer=layer,
+        encoding=encoding,
     )
     progress("reading", 1, 1)
     try:
@@ -51,8 +53,10 @@ def load_file(
                 conn, level, units, kind="load", actor=actor,
                 note=f"{level} from {Path(path).name} ({source})", progress=progress,
             )
-    except psycopg.errors.IntegrityError as exc:
+    except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation) as exc:
         raise _concurrent(exc) from None
+    except psycopg.errors.DataError as exc:
+        raise InvalidInput(f"{Path(path).name}: a value cannot be stored: {exc.diag.message_primary}") from None
     return {"level": level, "crs": source, "features": len(units), **summary.as_dict()}
 
 

@@ -13,6 +13,7 @@ from geo import crs as crsmod
 from geo import datums
 from geo.errors import InvalidInput
 from geo.imports import SAMPLE_PATH, load_file
+from geo.store import UnitInput, prepare
 from tests import shapes
 from tests.conftest import run_cli
 
@@ -207,7 +208,7 @@ def test_cli_reports_a_bad_file_and_exits_non_zero(small, tmp_path):
 
 def test_missing_parent_level_says_what_to_load_first(db_url, tmp_path):
     path = shapes.write(tmp_path / "g.geojson", shapes.grid_rows())
-    with pytest.raises(InvalidInput, match="load the community level first"):
+    with pytest.raises(InvalidInput, match="no community is stored: load the community level first"):
         load_file(path, "grid")
 
 
@@ -246,3 +247,91 @@ def test_roads_load_with_the_district(sample_url):
     with psycopg.connect(sample_url) as conn:
         kinds = dict(conn.execute("SELECT kind, count(*) FROM road GROUP BY kind").fetchall())
     assert set(kinds) == {"arterial", "local"} and sum(kinds.values()) == 26
+
+
+def test_a_child_covering_a_hole_of_its_parent_is_refused(db_url, tmp_path):
+    """The street has a hole (an enclave that is not its land): a community over it is outside."""
+    street = shapely.Polygon(shapes.rect(0, 0, 1000, 1000).exterior.coords,
+                             [shapes.rect(300, 300, 700, 700).exterior.coords])
+    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "有洞街道", "geometry": street}]),
+              "street")
+    rows = [{"code": shapes.COMMUNITY, "name": "跨洞社区", "geometry": shapes.rect(100, 100, 900, 900)}]
+    with pytest.raises(InvalidInput, match=r"covers 160,000 m² that is not part of its street 420199001000"):
+        load_file(shapes.write(tmp_path / "c.geojson", rows), "community")
+
+
+def test_shapefile_export_replaces_only_its_own_files(sample_url, tmp_path):
+    keep = [tmp_path / "grids.gpkg", tmp_path / "grids.csv"]
+    for path in keep:
+        path.write_text("mine")
+    for _ in range(2):
+        result = run_cli("export", "--level", "grid", "--format", "shp", "-o", str(tmp_path / "grids.shp"))
+        assert result.returncode == 0, result.stderr
+    assert all(p.read_text() == "mine" for p in keep)
+    assert len(gpd.read_file(tmp_path / "grids.shp")) > 250
+
+
+def test_counts_too_big_and_nul_characters_are_refused(small, tmp_path):
+    rows = shapes.grid_rows()
+    rows[0]["households"] = 3_000_000_000
+    with pytest.raises(InvalidInput, match="households must be a whole number from 0 to 2147483647"):
+        load_file(shapes.write(tmp_path / "big.geojson", rows), "grid")
+    # GDAL cuts text at a NUL, so one can only arrive through the API or the store itself
+    unit = UnitInput("grid", shapes.COMMUNITY + "001", "坏\x00名", shapes.rect(0, 0, 10, 10))
+    with pytest.raises(InvalidInput, match="name contains a NUL character"):
+        prepare([unit], "grid")
+
+
+def test_numeric_code_columns_load_as_codes(small, tmp_path):
+    """Codes read as numbers (a column of digits, one parent code missing) still match."""
+    rows = shapes.grid_rows()
+    for r in rows:
+        r["code"] = float(r["code"])
+    rows[0]["community_code"] = float(shapes.COMMUNITY)
+    rows[1]["community_code"] = None
+    result = load_file(shapes.write(tmp_path / "numeric.gpkg", rows, driver="GPKG"), "grid")
+    assert result["created"] == 2
+    with psycopg.connect(small) as conn:
+        codes = [r[0] for r in conn.execute("SELECT code FROM unit_version WHERE level = 'grid' ORDER BY code")]
+    assert codes == [shapes.COMMUNITY + "001", shapes.COMMUNITY + "002"]
+
+
+def test_gbk_shapefile_without_cpg_keeps_its_chinese_names(small, tmp_path):
+    path = tmp_path / "gbk.shp"
+    pyogrio.write_dataframe(gpd.GeoDataFrame(shapes.grid_rows(), crs=4326), path, encoding="GBK")
+    path.with_suffix(".cpg").unlink(missing_ok=True)
+    load_file(path, "grid")
+    with psycopg.connect(small) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM unit_version WHERE level = 'grid' ORDER BY code")]
+    assert names == ["测试社区第1网格", "测试社区第2网格"]
+
+
+def test_a_file_without_a_count_field_keeps_the_stored_counts(small, tmp_path):
+    load_file(shapes.write(tmp_path / "g.geojson", shapes.grid_rows()), "grid")
+    rows = shapes.grid_rows()
+    for r in rows:
+        del r["households"]
+        r["name"] = r["name"] + "（改）"
+    result = load_file(shapes.write(tmp_path / "names.geojson", rows), "grid")
+    assert result["changed"] == 2
+    with psycopg.connect(small) as conn:
+        counts = [r[0] for r in conn.execute(
+            "SELECT households FROM unit_version WHERE level = 'grid' AND valid_to IS NULL ORDER BY code")]
+    assert counts == [450, 450]
+
+
+def test_z_coordinates_are_dropped_and_empty_files_refused(small, tmp_path):
+    rows = shapes.grid_rows()
+    for r in rows:
+        r["geometry"] = shapely.force_3d(r["geometry"], 12.5)
+    assert load_file(shapes.write(tmp_path / "z.geojson", rows), "grid")["created"] == 2
+    empty = tmp_path / "empty.gpkg"
+    gpd.GeoDataFrame({"code": [], "name": []}, geometry=[], crs=4326).to_file(empty, driver="GPKG")
+    with pytest.raises(InvalidInput, match="has no features"):
+        load_file(empty, "grid")
+
+
+def test_a_grid_outside_every_community_says_so_when_communities_exist(small, tmp_path):
+    rows = [{"code": shapes.COMMUNITY + "009", "name": "远方网格", "geometry": shapes.rect(3000, 3000, 3100, 3100)}]
+    with pytest.raises(InvalidInput, match="lies outside every stored community"):
+        load_file(shapes.write(tmp_path / "far.geojson", rows), "grid")

@@ -80,7 +80,7 @@ def test_edit_that_leaves_a_child_outside_is_refused(small, tmp_path):
         unit_id, version = conn.execute(
             "SELECT unit_id, version FROM unit_version WHERE level = 'community' AND valid_to IS NULL"
         ).fetchone()
-        with pytest.raises(InvalidInput, match=r"leaves its grid 420199001001002 200\.0 m outside"):
+        with pytest.raises(InvalidInput, match=r"leaves its grid 420199001001002 outside \(reaches 200\.0 m outside"):
             with conn.transaction():
                 store.edit_unit(conn, unit_id, expected_version=version, geom=shapes.rect(0, 0, 200, 400))
         assert len(store.history(conn, unit_id)) == 1
@@ -145,3 +145,17 @@ def test_failed_split_leaves_the_store_unchanged(small):
         assert conn.execute("SELECT count(*) FROM unit_version").fetchone()[0] == count
         assert conn.execute("SELECT count(*) FROM unit_lineage").fetchone()[0] == 0
         assert store.get_unit(conn, old_id)["valid_to"] is None
+
+
+def test_redraw_records_lineage(small):
+    with psycopg.connect(small) as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT unit_id FROM unit_version WHERE level = 'grid' AND valid_to IS NULL ORDER BY code")]
+        a = store.UnitInput("grid", shapes.COMMUNITY + "003", "新第3网格", shapes.rect(0, 0, 250, 400), 560)
+        b = store.UnitInput("grid", shapes.COMMUNITY + "004", "新第4网格", shapes.rect(250, 0, 400, 400), 340)
+        with conn.transaction():
+            summary = store.replace_units(conn, ids, [a, b], kind="redraw", note="boundary moved 50 m east")
+        kinds = {r["kind"] for r in store.lineage(conn, summary.created[0])["from"]}
+        assert kinds == {"redraw"}
+        # the new west grid took land from both old grids
+        assert {r["unit_id"] for r in store.lineage(conn, summary.created[0])["from"]} == set(ids)
