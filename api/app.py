@@ -1,34 +1,26 @@
-"""The gridmap HTTP API.
+"""The gridmap HTTP API: the app, its error handling, and the routers it serves.
 
-Routes:
-    GET  /health                 database reachable, schema version, unit counts
-    GET  /units?level=..         GeoJSON of the units of one level (now or as_of a time)
-    GET  /units/{id}             one unit (now or as_of)
-    GET  /units/{id}/history     every version of one unit
-    GET  /units/{id}/lineage     which units it came from and became
-    PUT  /units/{id}             a new version of one unit (boundary, name, counts); 409 when stale
+    api/units.py    /units: read units as GeoJSON, history, lineage, edits
+    api/locate.py   /locate: which units hold a point (the point-in-grid API)
+    api/db.py       the connection pool
+    api/locators.py the in-memory boundary index each worker keeps for /locate
 """
 
 from __future__ import annotations
 
-import json
-import math
 from contextlib import asynccontextmanager
-from typing import Any, Optional
 
 import psycopg
-import shapely
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from urllib.parse import urlencode
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route
 
-from api import db
-from geo import levels, store
+from api import db, locate, units
+from geo import store
 from geo.db.migrations import applied
-from geo.errors import GridmapError, InvalidInput, SetupError
+from geo.errors import GridmapError, SetupError
 
 
 @asynccontextmanager
@@ -84,23 +76,6 @@ async def bad_request(request: Request, exc: RequestValidationError) -> JSONResp
                          "problems": jsonable_encoder(exc.errors())}, status_code=422)
 
 
-def _level(level: str) -> str:
-    return levels.parse_level(level)
-
-
-def _bbox(text: Optional[str]) -> Optional[tuple[float, float, float, float]]:
-    if not text:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise InvalidInput(f"bbox {text!r} is not minlon,minlat,maxlon,maxlat") from None
-    if len(values) != 4 or not all(math.isfinite(v) for v in values) \
-            or values[0] > values[2] or values[1] > values[3]:
-        raise InvalidInput(f"bbox {text!r} is not minlon,minlat,maxlon,maxlat")
-    if any(abs(v) > 180 for v in values[::2]) or any(abs(v) > 90 for v in values[1::2]):
-        raise InvalidInput(f"bbox {text!r} is outside lon -180..180, lat -90..90 (lon first)")
-    return values  # type: ignore[return-value]
 
 
 @app.get("/", include_in_schema=False)
@@ -118,79 +93,8 @@ def health() -> dict:
         }
 
 
-@app.get("/units", summary="Units of one level as GeoJSON",
-         response_class=Response, responses={200: {"content": {"application/geo+json": {}}}})
-def list_units(
-    level: str = Query(..., description="street, community, grid, compound, neighbourhood, building"),
-    as_of: Optional[str] = Query(None, description="ISO 8601 time; without a zone, Asia/Shanghai"),
-    bbox: Optional[str] = Query(None, description="minlon,minlat,maxlon,maxlat (WGS84)"),
-    code: Optional[str] = Query(None, description="only the unit with this code"),
-    within: Optional[int] = Query(None, description="only units whose chain of parents holds this unit id"),
-    limit: int = Query(10_000, ge=1, le=100_000),
-    offset: int = Query(0, ge=0),
-) -> Response:
-    lv = _level(level)
-    when = store.parse_time(as_of)
-    with db.pool().connection() as conn:
-        body, total = store.units_geojson(conn, lv, as_of=when, bbox=_bbox(bbox), code=code,
-                                          parent_id=within, limit=limit, offset=offset)
-    headers = {"X-Total-Count": str(total)}
-    if offset + limit < total:
-        params = {"level": lv, "as_of": as_of, "bbox": bbox, "code": code, "within": within,
-                  "limit": limit, "offset": offset + limit}
-        query = urlencode({k: v for k, v in params.items() if v is not None})
-        headers["Link"] = f'</units?{query}>; rel="next"'
-    return Response(body, media_type="application/geo+json", headers=headers)
-
-
-@app.get("/units/{unit_id}", summary="One unit (now or as of a time)")
-def get_unit(unit_id: int, as_of: Optional[str] = None) -> dict:
-    with db.pool().connection() as conn:
-        return jsonable_encoder(store.get_unit(conn, unit_id, store.parse_time(as_of)))
-
-
-@app.get("/units/{unit_id}/history", summary="Every version of one unit, oldest first")
-def unit_history(unit_id: int) -> list[dict]:
-    with db.pool().connection() as conn:
-        return jsonable_encoder(store.history(conn, unit_id))
-
-
-@app.get("/units/{unit_id}/lineage", summary="Units this one came from (split/merge) and became")
-def unit_lineage(unit_id: int) -> dict:
-    with db.pool().connection() as conn:
-        store.history(conn, unit_id)  # 404 for a unit that never existed
-        return store.lineage(conn, unit_id)
-
-
-class UnitEdit(BaseModel):
-    """A change to one unit. `version` is the version the edit was made on."""
-
-    model_config = ConfigDict(extra="forbid")
-    version: int = Field(..., ge=1, description="the unit's version the edit is based on (409 if stale)")
-    geometry: Optional[dict[str, Any]] = Field(None, description="GeoJSON Polygon/MultiPolygon, WGS84")
-    name: Optional[str] = Field(None, min_length=1, max_length=200, pattern=r"\S")
-    households: Optional[int] = Field(None, ge=0, le=2**31 - 1)
-    population: Optional[int] = Field(None, ge=0, le=2**31 - 1)
-    attributes: Optional[dict[str, Any]] = None
-    note: Optional[str] = Field(None, max_length=2000)
-
-
-def _geometry(data: Optional[dict]) -> Any:
-    if data is None:
-        return None
-    try:
-        return shapely.from_geojson(json.dumps(data))
-    except Exception as exc:  # shapely raises GEOSException for bad GeoJSON
-        raise InvalidInput(f"geometry is not valid GeoJSON: {exc}") from None
-
-
-@app.put("/units/{unit_id}", summary="Open a new version of one unit (the old one stays readable)")
-def edit_unit(unit_id: int, edit: UnitEdit) -> dict:
-    geom = _geometry(edit.geometry)
-    with db.pool().connection() as conn, conn.transaction():
-        result = store.edit_unit(
-            conn, unit_id, expected_version=edit.version, geom=geom, name=edit.name,
-            households=edit.households, population=edit.population, attributes=edit.attributes,
-            actor="api", note=edit.note,
-        )
-    return jsonable_encoder(result)
+app.include_router(units.router)
+app.include_router(locate.router)
+# GET /locate is answered by a plain Starlette route placed first (see api/locate.py);
+# the FastAPI declaration above stays for the OpenAPI docs.
+app.router.routes.insert(0, Route("/locate", locate.locate_fast, methods=["GET"], include_in_schema=False))

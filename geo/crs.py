@@ -8,6 +8,7 @@ GCJ-02 and BD-09 are obfuscated datums PROJ does not implement: geo.datums conve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyproj
@@ -48,6 +49,7 @@ OBFUSCATED = {"gcj02": GCJ02, "gcj-02": GCJ02, "gcj": GCJ02, "amap": GCJ02, "wec
 Source = pyproj.CRS | Obfuscated
 
 
+@lru_cache(maxsize=256)
 def parse(text: str | None) -> Source:
     """The coordinate system a user named, or InvalidInput naming the problem."""
     raw = (text or "").strip()
@@ -67,12 +69,24 @@ def parse(text: str | None) -> Source:
 def name(crs: Source) -> str:
     if isinstance(crs, Obfuscated):
         return crs.name
-    epsg = crs.to_epsg()
+    epsg = _epsg(crs)
     return f"EPSG:{epsg}" if epsg else crs.name
 
 
 def is_wgs84(crs: Source) -> bool:
-    return not isinstance(crs, Obfuscated) and crs.to_epsg() == 4326
+    return not isinstance(crs, Obfuscated) and _epsg(crs) == 4326
+
+
+_EPSG: dict[int, tuple[pyproj.CRS, int | None]] = {}
+
+
+def _epsg(crs: pyproj.CRS) -> int | None:
+    """crs.to_epsg(), remembered per CRS object (it is slow, and hashing a CRS is slower).
+    The entry holds the object, so its id cannot be reused by another."""
+    entry = _EPSG.get(id(crs))
+    if entry is None or entry[0] is not crs:
+        entry = _EPSG[id(crs)] = (crs, crs.to_epsg())
+    return entry[1]
 
 
 def points_to_wgs84(x: np.ndarray, y: np.ndarray, crs: Source) -> tuple[np.ndarray, np.ndarray]:

@@ -104,3 +104,34 @@ def normalise(geom, level: str, label: str):
             "which is more than the 0.1 % gridmap repairs by itself: fix the polygon in the source"
         )
     return repaired
+
+
+def check_points(x: np.ndarray, y: np.ndarray, labels: list[str] | None = None) -> None:
+    """Raise InvalidInput for the first point that is not a plausible longitude/latitude.
+
+    A point outside the plausible area is fine (it lies outside every unit) unless its
+    coordinates only make sense swapped, or are not longitude/latitude at all.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    minx, miny, maxx, maxy = plausible_bounds()
+    finite = np.isfinite(x) & np.isfinite(y)
+    in_range = finite & (np.abs(x) <= 180) & (np.abs(y) <= 90)
+    here = (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+    swapped = (y >= minx) & (y <= maxx) & (x >= miny) & (x <= maxy)
+    bad = ~in_range | (~here & swapped)
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    label = labels[i] if labels else f"point {i + 1}"
+    if not finite[i]:
+        raise InvalidInput(f"{label}: coordinates must be finite numbers, not ({x[i]}, {y[i]})")
+    if swapped[i]:
+        raise InvalidInput(
+            f"{label}: ({x[i]}, {y[i]}) looks like latitude, longitude; give longitude first "
+            f"(lon={y[i]}, lat={x[i]})"
+        )
+    raise InvalidInput(
+        f"{label}: ({x[i]}, {y[i]}) is not a longitude/latitude (lon -180..180, lat -90..90); "
+        "for projected coordinates name the CRS (crs=EPSG:nnnn)"
+    )

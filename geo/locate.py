@@ -286,24 +286,24 @@ class LevelIndex:
         if self.nx == 0 or m == 0 or radius_m <= 0:
             return found
         reach = int(math.ceil(radius_m / self.cell_m))
+        offsets = np.arange(-reach, reach + 1)
         ix = np.floor((x - self.x0) / self.sx).astype(np.int64)
         iy = np.floor((y - self.y0) / self.sy).astype(np.int64)
-        pts, units = [], []
-        for dx in range(-reach, reach + 1):
-            for dy in range(-reach, reach + 1):
-                cx, cy = ix + dx, iy + dy
-                ok = (cx >= 0) & (cx < self.nx) & (cy >= 0) & (cy < self.ny)
-                where = np.flatnonzero(ok)
-                lab = self.labels[cy[where] * self.nx + cx[where]].astype(np.int64)
-                pure = lab >= 0
-                pts.append(where[pure])
-                units.append(lab[pure])
-                mixed = lab <= -2
-                if mixed.any():
-                    k = -lab[mixed] - 2
-                    owner, c = _expand(self.cand_ptr[k], self.cand_ptr[k + 1] - self.cand_ptr[k])
-                    pts.append(where[mixed][owner])
-                    units.append(self.cand[c].astype(np.int64))
+        # every cell of the window around every point, in one pass
+        cx = (ix[:, None, None] + offsets[None, :, None]).repeat(len(offsets), axis=2).ravel()
+        cy = (iy[:, None, None] + offsets[None, None, :]).repeat(len(offsets), axis=1).ravel()
+        owner = np.repeat(np.arange(m), len(offsets) ** 2)
+        ok = (cx >= 0) & (cx < self.nx) & (cy >= 0) & (cy < self.ny)
+        owner, cells = owner[ok], cy[ok] * self.nx + cx[ok]
+        lab = self.labels[cells].astype(np.int64)
+        pure = lab >= 0
+        pts, units = [owner[pure]], [lab[pure]]
+        mixed = lab <= -2
+        if mixed.any():
+            k = -lab[mixed] - 2
+            run, c = _expand(self.cand_ptr[k], self.cand_ptr[k + 1] - self.cand_ptr[k])
+            pts.append(owner[mixed][run])
+            units.append(self.cand[c].astype(np.int64))
         pts_a, units_a = np.concatenate(pts), np.concatenate(units)
         key = np.unique(pts_a * (self.n + 1) + units_a)
         pts_a, units_a = key // (self.n + 1), key % (self.n + 1)
@@ -400,3 +400,32 @@ class Locator:
         if len(some):
             out["building"][some] = self.indexes["building"].lookup(x[some], y[some])
         return out
+
+
+def load(conn, as_of=None) -> "Locator":
+    """A Locator over the boundaries stored now (or valid at `as_of`), read in one snapshot."""
+    from geo.store import CHAIN_COLUMNS
+
+    time_filter = "valid_to IS NULL" if as_of is None else \
+        "valid_from <= %(t)s AND (valid_to IS NULL OR valid_to > %(t)s)"
+    cols = ", ".join(CHAIN_COLUMNS)
+    from psycopg.pq import TransactionStatus
+
+    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    with conn.transaction():
+        if idle:  # one snapshot for the generation and the rows
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        generation = conn.execute("SELECT generation FROM boundary_generation").fetchone()[0]
+        rows = conn.execute(
+            f"SELECT level, unit_id, code, name, version, {cols}, ST_AsBinary(geom) "
+            f"FROM unit_version WHERE {time_filter}",
+            {"t": as_of},
+        ).fetchall()
+    by_level: dict[str, list[dict]] = {level: [] for level in levels.LEVELS}
+    wkb = [bytes(r[-1]) for r in rows]
+    geoms = shapely.from_wkb(wkb) if wkb else []
+    for row, geom in zip(rows, geoms):
+        rec = {"unit_id": row[1], "code": row[2], "name": row[3], "version": row[4], "geom": geom}
+        rec.update(zip(CHAIN_COLUMNS, row[5:-1]))
+        by_level[row[0]].append(rec)
+    return Locator(by_level, generation=generation if as_of is None else None)

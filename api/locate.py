@@ -1,0 +1,246 @@
+"""/locate: which street, community, grid, compound, small neighbourhood and building hold
+a point, in any coordinate system users send (WGS84, GCJ-02 from WeChat/Amap, BD-09 from
+Baidu, CGCS2000, any EPSG code).
+
+GET answers one point with the whole chain; POST answers up to 100,000 points in order.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api import locators
+from geo import crs as crsmod
+from geo import geometry, levels, store
+from geo.errors import InvalidInput
+from geo.locate import Locator
+
+router = APIRouter(tags=["locate"])
+MAX_POINTS = 100_000
+MAX_BODY = 20 * 1024 * 1024
+
+
+class TooLarge(InvalidInput):
+    status = 413
+
+
+def _json(body, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json")
+
+
+def _levels(text: Optional[str]) -> tuple[str, ...]:
+    if not text:
+        return levels.LEVELS
+    wanted = {levels.parse_level(part) for part in text.split(",") if part.strip()}
+    return tuple(lv for lv in levels.LEVELS if lv in wanted)
+
+
+def _index(as_of: Optional[str]) -> tuple[Locator, Optional[str]]:
+    when = store.parse_time(as_of)
+    if when is None:
+        return locators.current(), None
+    return locators.as_of(when), when.isoformat()
+
+
+async def _index_async(as_of: Optional[str]) -> tuple[Locator, Optional[str]]:
+    when = store.parse_time(as_of)
+    if when is None:
+        return await locators.current_async(), None
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(locators.as_of, when), when.isoformat()
+
+
+def _to_wgs84(x: np.ndarray, y: np.ndarray, crs_text: str) -> tuple[np.ndarray, np.ndarray, str]:
+    source = crsmod.parse(crs_text)
+    if isinstance(source, crsmod.Obfuscated) or (not crsmod.is_wgs84(source) and source.is_geographic):
+        geometry.check_points(x, y)  # lon/lat input: check it before converting
+    lon, lat = crsmod.points_to_wgs84(x, y, source)
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    geometry.check_points(lon, lat)
+    return lon, lat, crsmod.name(source)
+
+
+def _locate(index: Locator, lon: np.ndarray, lat: np.ndarray, near_m: float):
+    found = index.locate(lon, lat)
+    grids = index.indexes["grid"]
+    distance = grids.distance_to_boundary(lon, lat, found["grid"])
+    near = grids.near(lon, lat, near_m, found["grid"]) if near_m > 0 else [[] for _ in range(len(lon))]
+    return found, distance, near
+
+
+def _unit(index: Locator, level: str, i: int) -> dict | None:
+    if i < 0:
+        return None
+    units = index.units[level]
+    return {"id": int(units.ids[i]), "code": units.codes[i], "name": units.names[i],
+            "version": int(units.versions[i])}
+
+
+@router.get("/locate", summary="The units holding one point, with the distance to its grid's boundary")
+async def locate_one(
+    lon: float = Query(..., description="longitude (or x in a projected CRS)"),
+    lat: float = Query(..., description="latitude (or y in a projected CRS)"),
+    crs: str = Query("wgs84", description="wgs84, gcj02 (WeChat, Amap), bd09 (Baidu), cgcs2000 or EPSG:nnnn"),
+    as_of: Optional[str] = Query(None, description="answer with the boundaries valid at this time (ISO 8601)"),
+    levels_: Optional[str] = Query(None, alias="levels", description="comma-separated levels to return"),
+    near: float = Query(20.0, ge=0, le=1000, description="radius (m) for other grids nearby"),
+) -> Response:
+    """The whole chain at the point (street, community, grid, compound, neighbourhood, building),
+    `inside: false` and nulls when no unit holds it, the distance to the grid's boundary, and
+    the other grids within `near` metres (to flag an ambiguous report).
+
+    Served by `locate_fast` below (same parameters, same answers); this declaration documents it."""
+    return await _answer_one(lon, lat, crs, as_of, levels_, near)
+
+
+def _number(params, name: str, default: float | None = None) -> float:
+    text = params.get(name)
+    if text is None:
+        if default is None:
+            raise InvalidInput(f"{name} is required")
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, not {text!r}") from None
+
+
+async def locate_fast(request: Request) -> Response:
+    """GET /locate without FastAPI's per-request machinery: this route carries the load of
+    other services asking "which grid" thousands of times a second."""
+    params = request.query_params
+    near = _number(params, "near", 20.0)
+    if not 0 <= near <= 1000:
+        raise InvalidInput(f"near must be between 0 and 1000 metres, not {near}")
+    return await _answer_one(_number(params, "lon"), _number(params, "lat"), params.get("crs", "wgs84"),
+                             params.get("as_of"), params.get("levels"), near)
+
+
+async def _answer_one(lon: float, lat: float, crs: str, as_of, levels_, near: float) -> Response:
+    wanted = _levels(levels_)
+    x, y, source = _to_wgs84(np.array([lon]), np.array([lat]), crs)
+    index, when = await _index_async(as_of)
+    found, distance, near_ids = _locate(index, x, y, near)
+    body = {
+        "inside": bool(any(found[lv][0] >= 0 for lv in levels.LEVELS)),
+        "input": {"lon": lon, "lat": lat, "crs": source},
+        "wgs84": {"lon": float(x[0]), "lat": float(y[0])},
+        "as_of": when,
+    }
+    for level in wanted:
+        body[level] = _unit(index, level, int(found[level][0]))
+    body["grid_boundary_distance_m"] = None if np.isnan(distance[0]) else round(float(distance[0]), 3)
+    body["near_grids"] = [_unit(index, "grid", j) for j in near_ids[0]]
+    body["near_radius_m"] = near
+    return _json(body)
+
+
+def _parse_points(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    if len(raw) > MAX_BODY:
+        raise TooLarge(f"request body over {MAX_BODY // (1024 * 1024)} MB: send at most {MAX_POINTS:,} points a request")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise InvalidInput("FeatureCollection has no features list")
+        points = []
+        for i, feature in enumerate(features):
+            geom = (feature or {}).get("geometry") if isinstance(feature, dict) else None
+            if not isinstance(geom, dict) or geom.get("type") != "Point":
+                raise InvalidInput(f"feature {i + 1}: geometry must be a Point")
+            points.append(geom.get("coordinates"))
+    elif isinstance(data, list):
+        points = data
+    else:
+        raise InvalidInput("body must be a JSON array of [lon, lat] pairs or {\"lon\", \"lat\"} objects, "
+                           "or a GeoJSON FeatureCollection of Points")
+    if len(points) > MAX_POINTS:
+        raise TooLarge(f"{len(points):,} points: send at most {MAX_POINTS:,} points a request")
+    if points and isinstance(points[0], dict):
+        try:
+            points = [(p["lon"], p["lat"]) for p in points]
+        except (KeyError, TypeError):
+            bad = next(i for i, p in enumerate(points) if not (isinstance(p, dict) and "lon" in p and "lat" in p))
+            raise InvalidInput(f"point {bad + 1}: needs \"lon\" and \"lat\"") from None
+    try:
+        array = np.array(points, dtype=float)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or (len(points) and (array.ndim != 2 or array.shape[1] < 2)):
+        for i, p in enumerate(points):
+            if not (isinstance(p, (list, tuple)) and len(p) >= 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2])):
+                raise InvalidInput(f"point {i + 1}: {p!r} is not [lon, lat]")
+        raise InvalidInput("points must all be [lon, lat] pairs of numbers")
+    if len(points) == 0:
+        return np.zeros(0), np.zeros(0)
+    return array[:, 0], array[:, 1]
+
+
+@router.post("/locate", summary="The units holding each of up to 100,000 points, in order")
+async def locate_many(
+    request: Request,
+    crs: str = Query("wgs84", description="wgs84, gcj02, bd09, cgcs2000 or EPSG:nnnn"),
+    as_of: Optional[str] = Query(None),
+    levels_: Optional[str] = Query(None, alias="levels"),
+    near: float = Query(20.0, ge=0, le=1000),
+) -> Response:
+    """Body: `[[lon, lat], ...]`, `[{"lon": .., "lat": ..}, ...]` or a GeoJSON FeatureCollection of
+    Points. Answer: `results[i]` for point i (unit ids per level, `inside`, the distance to the
+    grid's boundary and nearby grids), and `units` with the code, name and version of every id."""
+    raw = await request.body()
+    x, y = _parse_points(raw)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_answer_many, x, y, crs, as_of, levels_, near)
+
+
+def _answer_many(x, y, crs, as_of, levels_, near) -> Response:
+    wanted = _levels(levels_)
+    lon, lat, source = _to_wgs84(x, y, crs)
+    index, when = _index(as_of)
+    found, distance, near_ids = _locate(index, lon, lat, near)
+    m = len(lon)
+    inside = np.zeros(m, dtype=bool)
+    for level in levels.LEVELS:
+        inside |= found[level] >= 0
+    ids = {}
+    used: dict[str, set] = {}
+    for level in wanted:
+        unit_ids = index.units[level].ids
+        idx = found[level]
+        ids[level] = np.where(idx >= 0, unit_ids[np.maximum(idx, 0)] if len(unit_ids) else 0, -1).tolist()
+        used[level] = set(np.unique(idx[idx >= 0]).tolist())
+    grid_ids = index.units["grid"].ids
+    dist = np.round(distance, 3).tolist()
+    results = []
+    for i in range(m):
+        rec = {"inside": bool(inside[i])}
+        for level in wanted:
+            v = ids[level][i]
+            rec[level] = v if v >= 0 else None
+        d = dist[i]
+        rec["grid_boundary_distance_m"] = None if d != d else d
+        rec["near_grids"] = [int(grid_ids[j]) for j in near_ids[i]]
+        results.append(rec)
+    units = {}
+    for level in wanted:
+        for j in used[level]:
+            u = _unit(index, level, j)
+            units[str(u["id"])] = {"level": level, **u}
+    for i in range(m):
+        for j in near_ids[i]:
+            u = _unit(index, "grid", j)
+            units.setdefault(str(u["id"]), {"level": "grid", **u})
+    return _json({"count": m, "crs": source, "as_of": when, "near_radius_m": near,
+                  "results": results, "units": units})
