@@ -12,7 +12,9 @@ units belongs to the unit on its east side; on an east-west boundary, to the uni
 north side (the half-open convention of the crossing-number test). Where boundaries do not
 meet exactly, a point inside two units (a hairline overlap) goes to the lower code, and a
 point within 1 cm of a unit but inside none (a hairline gap, or the outer edge of the
-covered area) goes to the nearest unit, then the lower code.
+covered area) goes to the nearest unit, then the lower code. Buildings, which do not tile
+the land, are not widened: a point is in a building only if it is inside it or on its
+west or south wall.
 
 Chains stay consistent: a point in a small neighbourhood takes its grid, compound,
 community and street from that neighbourhood; otherwise from its grid; and so on up.
@@ -73,6 +75,7 @@ class LevelIndex:
     cand_ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     cand: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     cell_m: float = 0.0
+    snap_m: float = SNAP_M
 
     # -- building ----------------------------------------------------------------------
     @classmethod
@@ -104,6 +107,7 @@ class LevelIndex:
         bbox = shapely.bounds(simple)
         bbox[~polygonal] = np.nan
         index = cls(level, n, rank, bbox, edge_ptr, ex0, ey0, ex1, ey1)
+        index.snap_m = 0.0 if level == "building" else SNAP_M
         index._build_cells(edge_unit, cell_m)
         return index
 
@@ -244,14 +248,14 @@ class LevelIndex:
             result[hp[first]] = hu[first]
         # inside none: the nearest unit within SNAP_M
         lost = result[pair_pt] < 0
-        if lost.any():
+        if lost.any() and self.snap_m > 0:
             sel = lost[e_pair]
             ep, exa, eya, exb, eyb = e_pair[sel], xa[sel], ya[sel], xb[sel], yb[sel]
             kx, ky = metres_per_degree(py[ep])
             dist = _segment_distance((px[ep] - exa) * kx, (py[ep] - eya) * ky, (exb - exa) * kx, (eyb - eya) * ky)
             best = np.full(len(unit), np.inf)
             np.minimum.at(best, ep, dist)
-            ok = best <= SNAP_M
+            ok = best <= self.snap_m
             if ok.any():
                 cand_pt, cand_u, cand_d = pair_pt[ok], unit[ok], best[ok]
                 order = np.lexsort((self.code_rank[cand_u], cand_d, cand_pt))

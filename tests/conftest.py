@@ -115,33 +115,45 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(sample_url):
-    """The real app under uvicorn, in its own process, on a free port, over the sample."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": sample_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+def start_server():
+    """Start the real app under uvicorn, in its own process, on a free port, over a database."""
     import httpx
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            proc.kill()
-            raise RuntimeError(f"server did not start:\n{out}")
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    procs = []
+
+    def start(url: str) -> str:
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": url}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    return base
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                proc.kill()
+                raise RuntimeError(f"server did not start:\n{out}")
+            time.sleep(0.2)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def server(sample_url, start_server):
+    """The real app over the sample district."""
+    return start_server(sample_url)
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
