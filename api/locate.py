@@ -7,6 +7,7 @@ GET answers one point with the whole chain; POST answers up to 100,000 points in
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -126,18 +127,21 @@ async def locate_fast(request: Request) -> Response:
 async def _answer_one(lon: float, lat: float, crs: str, as_of, levels_, near: float) -> Response:
     wanted = _levels(levels_)
     x, y, source = _to_wgs84(np.array([lon]), np.array([lat]), crs)
+    px, py = float(x[0]), float(y[0])
     index, when = await _index_async(as_of)
-    found, distance, near_ids = _locate(index, x, y, near)
+    found = index.locate_one(px, py)
+    grids = index.indexes["grid"]
+    distance = grids.distance_one(px, py, found["grid"])
     body = {
-        "inside": bool(any(found[lv][0] >= 0 for lv in levels.LEVELS)),
+        "inside": any(i >= 0 for i in found.values()),
         "input": {"lon": lon, "lat": lat, "crs": source},
-        "wgs84": {"lon": float(x[0]), "lat": float(y[0])},
+        "wgs84": {"lon": px, "lat": py},
         "as_of": when,
     }
     for level in wanted:
-        body[level] = _unit(index, level, int(found[level][0]))
-    body["grid_boundary_distance_m"] = None if np.isnan(distance[0]) else round(float(distance[0]), 3)
-    body["near_grids"] = [_unit(index, "grid", j) for j in near_ids[0]]
+        body[level] = _unit(index, level, found[level])
+    body["grid_boundary_distance_m"] = None if math.isnan(distance) else round(distance, 3)
+    body["near_grids"] = [_unit(index, "grid", j) for j in grids.near_one(px, py, near, found["grid"])]
     body["near_radius_m"] = near
     return _json(body)
 
@@ -194,53 +198,58 @@ async def locate_many(
     as_of: Optional[str] = Query(None),
     levels_: Optional[str] = Query(None, alias="levels"),
     near: float = Query(20.0, ge=0, le=1000),
+    units: bool = Query(True, description="include the `units` map (code, name, version of each id)"),
 ) -> Response:
     """Body: `[[lon, lat], ...]`, `[{"lon": .., "lat": ..}, ...]` or a GeoJSON FeatureCollection of
     Points. Answer: `results[i]` for point i (unit ids per level, `inside`, the distance to the
-    grid's boundary and nearby grids), and `units` with the code, name and version of every id."""
+    grid's boundary and nearby grids), and `units[level]`: columns id, code, name and version of
+    every unit mentioned (omit with units=false)."""
     raw = await request.body()
     x, y = _parse_points(raw)
     from starlette.concurrency import run_in_threadpool
 
-    return await run_in_threadpool(_answer_many, x, y, crs, as_of, levels_, near)
+    return await run_in_threadpool(_answer_many, x, y, crs, as_of, levels_, near, units)
 
 
-def _answer_many(x, y, crs, as_of, levels_, near) -> Response:
+def _answer_many(x, y, crs, as_of, levels_, near, with_units: bool = True) -> Response:
     wanted = _levels(levels_)
     lon, lat, source = _to_wgs84(x, y, crs)
     index, when = _index(as_of)
-    found, distance, near_ids = _locate(index, lon, lat, near)
+    found, distance, near_idx = _locate(index, lon, lat, near)
     m = len(lon)
     inside = np.zeros(m, dtype=bool)
     for level in levels.LEVELS:
         inside |= found[level] >= 0
-    ids = {}
-    used: dict[str, set] = {}
+    columns = [inside.tolist()]
     for level in wanted:
         unit_ids = index.units[level].ids
         idx = found[level]
-        ids[level] = np.where(idx >= 0, unit_ids[np.maximum(idx, 0)] if len(unit_ids) else 0, -1).tolist()
-        used[level] = set(np.unique(idx[idx >= 0]).tolist())
-    grid_ids = index.units["grid"].ids
-    dist = np.round(distance, 3).tolist()
-    results = []
-    for i in range(m):
-        rec = {"inside": bool(inside[i])}
+        as_id = unit_ids[np.maximum(idx, 0)] if len(unit_ids) else np.zeros(m, dtype=np.int64)
+        columns.append([None if i < 0 else v for i, v in zip(idx.tolist(), as_id.tolist())])
+    dist = np.round(distance, 3)
+    columns.append([None if d != d else d for d in dist.tolist()])
+    grid_ids = index.units["grid"].ids.tolist()
+    columns.append([[grid_ids[j] for j in near_j] if near_j else [] for near_j in near_idx])
+    keys = ("inside", *wanted, "grid_boundary_distance_m", "near_grids")
+    results = [dict(zip(keys, row)) for row in zip(*columns)]
+    body = {"count": m, "crs": source, "as_of": when, "near_radius_m": near, "results": results}
+    if with_units:
+        units = {}
         for level in wanted:
-            v = ids[level][i]
-            rec[level] = v if v >= 0 else None
-        d = dist[i]
-        rec["grid_boundary_distance_m"] = None if d != d else d
-        rec["near_grids"] = [int(grid_ids[j]) for j in near_ids[i]]
-        results.append(rec)
-    units = {}
-    for level in wanted:
-        for j in used[level]:
-            u = _unit(index, level, j)
-            units[str(u["id"])] = {"level": level, **u}
-    for i in range(m):
-        for j in near_ids[i]:
-            u = _unit(index, "grid", j)
-            units.setdefault(str(u["id"]), {"level": "grid", **u})
-    return _json({"count": m, "crs": source, "as_of": when, "near_radius_m": near,
-                  "results": results, "units": units})
+            idx = found[level]
+            used = idx[idx >= 0]
+            if level == "grid" and near > 0:
+                used = np.concatenate([used, np.fromiter(
+                    (j for near_j in near_idx for j in near_j), dtype=np.int64)])
+            units[level] = _unit_table(index, level, np.unique(used))
+        body["units"] = units
+    return _json(body)
+
+
+def _unit_table(index: Locator, level: str, used: np.ndarray) -> dict:
+    """Columns (id, code, name, version) for the units `used` (indexes into the level)."""
+    table = index.units[level]
+    rows = used.tolist()
+    codes, names = table.codes, table.names
+    return {"id": table.ids[used].tolist(), "code": [codes[i] for i in rows],
+            "name": [names[i] for i in rows], "version": table.versions[used].tolist()}

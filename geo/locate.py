@@ -45,6 +45,17 @@ def metres_per_degree(lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return per_lon, per_lat
 
 
+def _unique(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (numpy's own unique hashes large int arrays, 15x slower here)."""
+    if len(keys) == 0:
+        return keys
+    ordered = np.sort(keys)
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def _expand(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For runs (start, count): the run each element belongs to, and the element's index."""
     total = int(counts.sum())
@@ -152,7 +163,7 @@ class LevelIndex:
                 keep = (cu0 + du <= cu1) & (cv0 + dv <= cv1)
                 cells.append((cv0[keep] + dv) * self.nx + (cu0[keep] + du))
                 cell_units.append(units[keep])
-        key = np.unique(np.concatenate(cells) * (self.n + 1) + np.concatenate(cell_units))
+        key = _unique(np.concatenate(cells) * (self.n + 1) + np.concatenate(cell_units))
         mixed_cell, mixed_unit = key // (self.n + 1), (key % (self.n + 1)).astype(np.int32)
 
         # pure cells: the unit holding the cell centre, by scanline over the rows
@@ -190,7 +201,7 @@ class LevelIndex:
         extra = centre_unit >= 0
         all_k = np.concatenate([np.cumsum(first) - 1, np.flatnonzero(extra)])
         all_u = np.concatenate([mixed_unit, centre_unit[extra]])
-        key = np.unique(all_k * (self.n + 1) + all_u)
+        key = _unique(all_k * (self.n + 1) + all_u)
         k, u = key // (self.n + 1), (key % (self.n + 1)).astype(np.int32)
         self.cand_ptr = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(np.bincount(k, minlength=len(starts)), out=self.cand_ptr[1:])
@@ -266,6 +277,88 @@ class LevelIndex:
                 result[cand_pt[first][fill]] = cand_u[first][fill]
         return result
 
+    # -- one point at a time: plain Python on a few edges beats numpy's per-call cost ------------
+    def _edges(self, unit: int):
+        e0, e1 = int(self.edge_ptr[unit]), int(self.edge_ptr[unit + 1])
+        return (self.ex0[e0:e1].tolist(), self.ey0[e0:e1].tolist(),
+                self.ex1[e0:e1].tolist(), self.ey1[e0:e1].tolist())
+
+    def _cell(self, x: float, y: float) -> int | None:
+        if self.nx == 0:
+            return None
+        ix = math.floor((x - self.x0) / self.sx)
+        iy = math.floor((y - self.y0) / self.sy)
+        if not (0 <= ix < self.nx and 0 <= iy < self.ny):
+            return None
+        return iy * self.nx + ix
+
+    def _candidates(self, label: int) -> list[int]:
+        if label >= 0:
+            return [label]
+        if label == -1:
+            return []
+        k = -label - 2
+        return self.cand[int(self.cand_ptr[k]):int(self.cand_ptr[k + 1])].tolist()
+
+    def lookup_one(self, x: float, y: float) -> int:
+        """`lookup` for a single point (same rule, same answer)."""
+        cell = self._cell(x, y)
+        if cell is None:
+            return -1
+        label = int(self.labels[cell])
+        if label >= -1:
+            return label
+        per_lon, per_lat = (float(v) for v in metres_per_degree(np.float64(y)))
+        tx, ty = SNAP_M / per_lon, SNAP_M / per_lat
+        inside, near = [], []
+        for unit in self._candidates(label):
+            bx0, by0, bx1, by1 = self.bbox[unit].tolist()
+            if not (bx0 - tx <= x <= bx1 + tx and by0 - ty <= y <= by1 + ty):
+                continue
+            xa, ya, xb, yb = self._edges(unit)
+            crossings = 0
+            for x0, y0, x1, y1 in zip(xa, ya, xb, yb):
+                if (y0 <= y) != (y1 <= y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
+                    crossings += 1
+            if crossings % 2:
+                inside.append(unit)
+            elif self.snap_m:
+                d = min(_segment_distance_one((x - x0) * per_lon, (y - y0) * per_lat,
+                                              (x1 - x0) * per_lon, (y1 - y0) * per_lat)
+                        for x0, y0, x1, y1 in zip(xa, ya, xb, yb))
+                if d <= self.snap_m:
+                    near.append((d, int(self.code_rank[unit]), unit))
+        if inside:
+            return min(inside, key=lambda u: self.code_rank[u])
+        if near:
+            return min(near)[2]
+        return -1
+
+    def distance_one(self, x: float, y: float, unit: int) -> float:
+        if unit < 0:
+            return math.nan
+        per_lon, per_lat = (float(v) for v in metres_per_degree(np.float64(y)))
+        xa, ya, xb, yb = self._edges(unit)
+        return min(_segment_distance_one((x - x0) * per_lon, (y - y0) * per_lat, (x1 - x0) * per_lon,
+                                         (y1 - y0) * per_lat) for x0, y0, x1, y1 in zip(xa, ya, xb, yb))
+
+    def near_one(self, x: float, y: float, radius_m: float, exclude: int) -> list[int]:
+        if self.nx == 0 or radius_m <= 0:
+            return []
+        per_lon, per_lat = (float(v) for v in metres_per_degree(np.float64(y)))
+        rx, ry = radius_m / per_lon, radius_m / per_lat
+        ix0 = max(math.floor((x - rx - self.x0) / self.sx), 0)
+        ix1 = min(math.floor((x + rx - self.x0) / self.sx), self.nx - 1)
+        units: set[int] = set()
+        for cy in range(max(math.floor((y - ry - self.y0) / self.sy), 0),
+                        min(math.floor((y + ry - self.y0) / self.sy), self.ny - 1) + 1):
+            if ix0 > ix1:
+                break
+            for label in self.labels[cy * self.nx + ix0: cy * self.nx + ix1 + 1].tolist():
+                units.update(self._candidates(label))
+        units.discard(exclude)
+        return sorted(u for u in units if self.distance_one(x, y, u) <= radius_m)
+
     def distance_to_boundary(self, x: np.ndarray, y: np.ndarray, units: np.ndarray) -> np.ndarray:
         """Metres from each point to the boundary of the given unit (NaN where unit < 0)."""
         out = np.full(len(x), np.nan)
@@ -289,14 +382,20 @@ class LevelIndex:
         found: list[list[int]] = [[] for _ in range(m)]
         if self.nx == 0 or m == 0 or radius_m <= 0:
             return found
-        reach = int(math.ceil(radius_m / self.cell_m))
-        offsets = np.arange(-reach, reach + 1)
-        ix = np.floor((x - self.x0) / self.sx).astype(np.int64)
-        iy = np.floor((y - self.y0) / self.sy).astype(np.int64)
-        # every cell of the window around every point, in one pass
-        cx = (ix[:, None, None] + offsets[None, :, None]).repeat(len(offsets), axis=2).ravel()
-        cy = (iy[:, None, None] + offsets[None, None, :]).repeat(len(offsets), axis=1).ravel()
-        owner = np.repeat(np.arange(m), len(offsets) ** 2)
+        # the cells under each point's box of +-radius (2 x 2 when the radius is under a cell)
+        per_lon, per_lat = metres_per_degree(y)
+        rx, ry = radius_m / per_lon, radius_m / per_lat
+        ix0 = np.floor((x - rx - self.x0) / self.sx).astype(np.int64)
+        iy0 = np.floor((y - ry - self.y0) / self.sy).astype(np.int64)
+        ix1 = np.floor((x + rx - self.x0) / self.sx).astype(np.int64)
+        iy1 = np.floor((y + ry - self.y0) / self.sy).astype(np.int64)
+        span = int(max((ix1 - ix0).max(), (iy1 - iy0).max())) + 1
+        offsets = np.arange(span)
+        cx = (ix0[:, None, None] + offsets[None, :, None]).repeat(span, axis=2).ravel()
+        cy = (iy0[:, None, None] + offsets[None, None, :]).repeat(span, axis=1).ravel()
+        owner = np.repeat(np.arange(m), span * span)
+        in_box = (cx <= np.repeat(ix1, span * span)) & (cy <= np.repeat(iy1, span * span))
+        cx, cy, owner = cx[in_box], cy[in_box], owner[in_box]
         ok = (cx >= 0) & (cx < self.nx) & (cy >= 0) & (cy < self.ny)
         owner, cells = owner[ok], cy[ok] * self.nx + cx[ok]
         lab = self.labels[cells].astype(np.int64)
@@ -309,15 +408,29 @@ class LevelIndex:
             pts.append(owner[mixed][run])
             units.append(self.cand[c].astype(np.int64))
         pts_a, units_a = np.concatenate(pts), np.concatenate(units)
-        key = np.unique(pts_a * (self.n + 1) + units_a)
+        key = _unique(pts_a * (self.n + 1) + units_a)
         pts_a, units_a = key // (self.n + 1), key % (self.n + 1)
         keep = units_a != exclude[pts_a]
         pts_a, units_a = pts_a[keep], units_a[keep]
+        # only units whose box comes within the radius need their edges measured
+        per_lon, per_lat = metres_per_degree(y[pts_a])
+        bb = self.bbox[units_a]
+        gap_x = np.maximum(np.maximum(bb[:, 0] - x[pts_a], x[pts_a] - bb[:, 2]), 0) * per_lon
+        gap_y = np.maximum(np.maximum(bb[:, 1] - y[pts_a], y[pts_a] - bb[:, 3]), 0) * per_lat
+        close = np.hypot(gap_x, gap_y) <= radius_m
+        pts_a, units_a = pts_a[close], units_a[close]
         if len(pts_a):
             d = self.distance_to_boundary(x[pts_a], y[pts_a], units_a)
-            for p, u in zip(pts_a[d <= radius_m], units_a[d <= radius_m]):
-                found[p].append(int(u))
+            within = d <= radius_m
+            for p, u in zip(pts_a[within].tolist(), units_a[within].tolist()):
+                found[p].append(u)
         return found
+
+
+def _segment_distance_one(px: float, py: float, dx: float, dy: float) -> float:
+    length2 = dx * dx + dy * dy
+    t = 0.0 if length2 == 0 else min(1.0, max(0.0, (px * dx + py * dy) / length2))
+    return math.hypot(px - t * dx, py - t * dy)
 
 
 def _segment_distance(px, py, dx, dy) -> np.ndarray:
@@ -375,6 +488,22 @@ class Locator:
 
     def size(self) -> dict[str, int]:
         return {level: len(u.ids) for level, u in self.units.items()}
+
+    def locate_one(self, x: float, y: float) -> dict[str, int]:
+        """`locate` for a single point (same rules, same answer)."""
+        out = dict.fromkeys(levels.LEVELS, -1)
+        for level in self.CHAIN_ORDER:
+            hit = self.indexes[level].lookup_one(x, y)
+            if hit >= 0:
+                out[level] = hit
+                for parent in levels.ancestors(level):
+                    out[parent] = int(self._parent_index[(level, parent)][hit])
+                break
+        if out["compound"] < 0 and out["community"] >= 0:
+            out["compound"] = self.indexes["compound"].lookup_one(x, y)
+        if out["street"] >= 0 or not len(self.units["street"].ids):
+            out["building"] = self.indexes["building"].lookup_one(x, y)
+        return out
 
     def locate(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         """Index into self.units[level] for every level and point (-1 where none)."""
