@@ -265,3 +265,33 @@ def test_the_next_lookup_after_a_committed_change_sees_it_and_as_of_sees_the_old
         batch_then = client.post("/locate", params={"as_of": stamp.isoformat()},
                                  json=[[point["lon"], point["lat"]]]).json()
         assert batch_then["results"][0]["grid"] == before["grid"]["id"]
+
+
+def test_single_point_path_answers_exactly_like_the_batch_path(sample_url):
+    """GET uses a plain-Python path, POST the numpy one: same units, distances and neighbours,
+    on random points and on points exactly on boundaries and vertices."""
+    from geo import locate
+
+    with psycopg.connect(sample_url) as conn:
+        index = locate.load(conn)
+        vertices = np.array(conn.execute(
+            "SELECT ST_X(p.geom), ST_Y(p.geom) FROM (SELECT geom FROM unit_version WHERE level = 'grid' "
+            "ORDER BY code LIMIT 60) g, ST_DumpPoints(g.geom) p").fetchall())
+    grid = index.indexes["grid"]
+    rng = np.random.default_rng(7)
+    x0, y0 = grid.x0, grid.y0
+    xs = np.concatenate([rng.uniform(x0, x0 + grid.nx * grid.sx, 3000), vertices[:, 0],
+                         (vertices[:-1, 0] + vertices[1:, 0]) / 2])
+    ys = np.concatenate([rng.uniform(y0, y0 + grid.ny * grid.sy, 3000), vertices[:, 1],
+                         (vertices[:-1, 1] + vertices[1:, 1]) / 2])
+    batch = index.locate(xs, ys)
+    distance = grid.distance_to_boundary(xs, ys, batch["grid"])
+    near = grid.near(xs, ys, 20.0, batch["grid"])
+    for i, (x, y) in enumerate(zip(xs.tolist(), ys.tolist())):
+        one = index.locate_one(x, y)
+        assert one == {lv: int(batch[lv][i]) for lv in LEVELS}, (i, x, y)
+        d = grid.distance_one(x, y, one["grid"])
+        assert (np.isnan(d) and np.isnan(distance[i])) or d == pytest.approx(distance[i], abs=1e-6)
+        assert grid.near_one(x, y, 20.0, one["grid"]) == sorted(near[i])
+    on_vertices = batch["grid"][3000:3000 + len(vertices)]
+    assert (on_vertices >= 0).all()  # a vertex of a grid is never in no grid
