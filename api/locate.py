@@ -24,6 +24,7 @@ from geo.locate import Locator
 router = APIRouter(tags=["locate"])
 MAX_POINTS = 100_000
 MAX_BODY = 20 * 1024 * 1024
+MAX_NEAR_M = 500
 
 
 class TooLarge(InvalidInput):
@@ -36,9 +37,12 @@ def _json(body, status: int = 200) -> Response:
 
 
 def _levels(text: Optional[str]) -> tuple[str, ...]:
-    if not text:
+    if text is None:
         return levels.LEVELS
-    wanted = {levels.parse_level(part) for part in text.split(",") if part.strip()}
+    parts = [part for part in text.split(",") if part.strip()]
+    if not parts:
+        raise InvalidInput(f"levels={text!r} names no level: use e.g. levels=grid,community")
+    wanted = {levels.parse_level(part) for part in parts}
     return tuple(lv for lv in levels.LEVELS if lv in wanted)
 
 
@@ -60,11 +64,16 @@ async def _index_async(as_of: Optional[str]) -> tuple[Locator, Optional[str]]:
 
 def _to_wgs84(x: np.ndarray, y: np.ndarray, crs_text: str) -> tuple[np.ndarray, np.ndarray, str]:
     source = crsmod.parse(crs_text)
-    if isinstance(source, crsmod.Obfuscated) or (not crsmod.is_wgs84(source) and source.is_geographic):
+    projected = not isinstance(source, crsmod.Obfuscated) and source.is_projected
+    if not projected:
         geometry.check_points(x, y)  # lon/lat input: check it before converting
+    elif not (np.isfinite(x).all() and np.isfinite(y).all()):
+        geometry.check_points(x, y)
     lon, lat = crsmod.points_to_wgs84(x, y, source)
     lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
     geometry.check_points(lon, lat)
+    if projected:
+        geometry.check_converted(lon, lat, crsmod.name(source))
     return lon, lat, crsmod.name(source)
 
 
@@ -91,7 +100,7 @@ async def locate_one(
     crs: str = Query("wgs84", description="wgs84, gcj02 (WeChat, Amap), bd09 (Baidu), cgcs2000 or EPSG:nnnn"),
     as_of: Optional[str] = Query(None, description="answer with the boundaries valid at this time (ISO 8601)"),
     levels_: Optional[str] = Query(None, alias="levels", description="comma-separated levels to return"),
-    near: float = Query(20.0, ge=0, le=1000, description="radius (m) for other grids nearby"),
+    near: float = Query(20.0, ge=0, le=MAX_NEAR_M, description="radius (m) for other grids nearby"),
 ) -> Response:
     """The whole chain at the point (street, community, grid, compound, neighbourhood, building),
     `inside: false` and nulls when no unit holds it, the distance to the grid's boundary, and
@@ -118,8 +127,8 @@ async def locate_fast(request: Request) -> Response:
     other services asking "which grid" thousands of times a second."""
     params = request.query_params
     near = _number(params, "near", 20.0)
-    if not 0 <= near <= 1000:
-        raise InvalidInput(f"near must be between 0 and 1000 metres, not {near}")
+    if not 0 <= near <= MAX_NEAR_M:
+        raise InvalidInput(f"near must be between 0 and {MAX_NEAR_M} metres, not {near}")
     return await _answer_one(_number(params, "lon"), _number(params, "lat"), params.get("crs", "wgs84"),
                              params.get("as_of"), params.get("levels"), near)
 
@@ -176,19 +185,16 @@ def _parse_points(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
         except (KeyError, TypeError):
             bad = next(i for i, p in enumerate(points) if not (isinstance(p, dict) and "lon" in p and "lat" in p))
             raise InvalidInput(f"point {bad + 1}: needs \"lon\" and \"lat\"") from None
-    try:
-        array = np.array(points, dtype=float)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or (len(points) and (array.ndim != 2 or array.shape[1] < 2)):
-        for i, p in enumerate(points):
-            if not (isinstance(p, (list, tuple)) and len(p) >= 2
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2])):
-                raise InvalidInput(f"point {i + 1}: {p!r} is not [lon, lat]")
-        raise InvalidInput("points must all be [lon, lat] pairs of numbers")
+    number = (int, float)
+    for i, p in enumerate(points):
+        if not (isinstance(p, (list, tuple)) and 2 <= len(p) <= 3
+                and type(p[0]) in number and type(p[1]) in number):
+            raise InvalidInput(f"point {i + 1}: {p!r} is not [lon, lat] (two numbers)")
     if len(points) == 0:
         return np.zeros(0), np.zeros(0)
-    return array[:, 0], array[:, 1]
+    x = np.fromiter((p[0] for p in points), dtype=float, count=len(points))
+    y = np.fromiter((p[1] for p in points), dtype=float, count=len(points))
+    return x, y
 
 
 @router.post("/locate", summary="The units holding each of up to 100,000 points, in order")
@@ -197,18 +203,30 @@ async def locate_many(
     crs: str = Query("wgs84", description="wgs84, gcj02, bd09, cgcs2000 or EPSG:nnnn"),
     as_of: Optional[str] = Query(None),
     levels_: Optional[str] = Query(None, alias="levels"),
-    near: float = Query(20.0, ge=0, le=1000),
+    near: float = Query(20.0, ge=0, le=MAX_NEAR_M),
     units: bool = Query(True, description="include the `units` map (code, name, version of each id)"),
 ) -> Response:
     """Body: `[[lon, lat], ...]`, `[{"lon": .., "lat": ..}, ...]` or a GeoJSON FeatureCollection of
     Points. Answer: `results[i]` for point i (unit ids per level, `inside`, the distance to the
     grid's boundary and nearby grids), and `units[level]`: columns id, code, name and version of
     every unit mentioned (omit with units=false)."""
-    raw = await request.body()
-    x, y = _parse_points(raw)
     from starlette.concurrency import run_in_threadpool
 
-    return await run_in_threadpool(_answer_many, x, y, crs, as_of, levels_, near, units)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise TooLarge(f"request body over {MAX_BODY // (1024 * 1024)} MB: send at most {MAX_POINTS:,} points a request")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"request body over {MAX_BODY // (1024 * 1024)} MB: send at most {MAX_POINTS:,} points a request")
+        chunks.append(chunk)
+    return await run_in_threadpool(_parse_and_answer, b"".join(chunks), crs, as_of, levels_, near, units)
+
+
+def _parse_and_answer(raw: bytes, crs, as_of, levels_, near, units) -> Response:
+    x, y = _parse_points(raw)
+    return _answer_many(x, y, crs, as_of, levels_, near, units)
 
 
 def _answer_many(x, y, crs, as_of, levels_, near, with_units: bool = True) -> Response:

@@ -21,28 +21,19 @@ from geo.db.connection import database_url
 from geo import locate
 from geo.locate import Locator
 
-PAST_STATES_KEPT = 4
+PAST_STATES_KEPT = 2
 
 _lock = threading.Lock()
 _current: Locator | None = None
 _past: "OrderedDict[tuple, Locator]" = OrderedDict()
 
 
-_local = threading.local()
-
-
 def _generation() -> int:
-    """The boundary generation now: one prepared query on this thread's own connection."""
-    conn = getattr(_local, "conn", None)
-    if conn is None or conn.closed:
-        conn = psycopg.connect(database_url(), autocommit=True, prepare_threshold=0)
-        _local.conn = conn
-    try:
-        return conn.execute("SELECT generation FROM boundary_generation").fetchone()[0]
-    except psycopg.OperationalError:
-        _local.conn = None
-        conn.close()
-        raise
+    """The boundary generation now (a pooled connection: threads do not each keep one)."""
+    with db.pool().connection() as conn:
+        generation = conn.execute("SELECT generation FROM boundary_generation").fetchone()[0]
+        conn.commit()
+        return generation
 
 
 class GenerationGate:
@@ -116,32 +107,37 @@ def _rebuild(generation: int) -> Locator:
 
 def current() -> Locator:
     """The index of the boundaries stored now, rebuilt if any committed change is newer."""
-    global _current
     generation = _generation()
     index = _current
     if index is not None and index.generation is not None and index.generation >= generation:
         return index
-    with _lock:
-        if _current is None or _current.generation is None or _current.generation < generation:
-            with db.pool().connection() as conn:
-                _current = locate.load(conn)
-        return _current
+    return _rebuild(generation)
+
+
+_building: dict[tuple, threading.Lock] = {}
 
 
 def as_of(when: datetime) -> Locator:
-    """The index of the boundaries valid at `when`."""
+    """The index of the boundaries valid at `when`: one build per state, however many ask."""
     with db.pool().connection() as conn:
         key = conn.execute(
             "SELECT coalesce(max(id), 0), count(*) FROM change_set WHERE created_at <= %s", [when]
         ).fetchone()
         conn.commit()
+    with _lock:
+        if key in _past:
+            _past.move_to_end(key)
+            return _past[key]
+        building = _building.setdefault(key, threading.Lock())
+    with building:  # the first asker builds; the others wait for it and take its index
         with _lock:
             if key in _past:
-                _past.move_to_end(key)
                 return _past[key]
-        index = locate.load(conn, as_of=when)
+        with db.pool().connection() as conn:
+            index = locate.load(conn, as_of=when)
         with _lock:
             _past[key] = index
+            _building.pop(key, None)
             while len(_past) > PAST_STATES_KEPT:
                 _past.popitem(last=False)
         return index

@@ -59,11 +59,20 @@ def parse(text: str | None) -> Source:
     if key in OBFUSCATED:
         return OBFUSCATED[key]
     try:
-        return pyproj.CRS.from_user_input(_ALIASES.get(key, raw))
+        crs = pyproj.CRS.from_user_input(_ALIASES.get(key, raw))
     except pyproj.exceptions.CRSError:
         raise InvalidInput(
             f"unknown CRS {raw!r}: use wgs84, cgcs2000, gcj02, bd09 or an EPSG code like EPSG:4547"
         ) from None
+    if not (crs.is_geographic or crs.is_projected) or len(crs.axis_info) != 2:
+        raise InvalidInput(
+            f"CRS {raw!r} ({crs.name}) is not a two-dimensional geographic or projected CRS of the Earth"
+        )
+    try:
+        _transformer(crs, WGS84)
+    except pyproj.exceptions.ProjError:
+        raise InvalidInput(f"CRS {raw!r} ({crs.name}) cannot be converted to WGS84") from None
+    return crs
 
 
 def name(crs: Source) -> str:
@@ -97,7 +106,10 @@ def points_to_wgs84(x: np.ndarray, y: np.ndarray, crs: Source) -> tuple[np.ndarr
         return x, y
     if isinstance(crs, Obfuscated):
         return crs.to_wgs84_xy(x, y)
-    return _transformer(crs, WGS84).transform(x, y)
+    try:
+        return _transformer(crs, WGS84).transform(x, y, errcheck=True)
+    except pyproj.exceptions.ProjError:
+        raise InvalidInput(f"coordinates cannot be converted from {name(crs)} to WGS84: check the CRS") from None
 
 
 def to_wgs84(geoms: np.ndarray, crs: Source) -> np.ndarray:

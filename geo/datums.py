@@ -72,19 +72,35 @@ def wgs84_to_gcj02(lon, lat):
 
 
 def gcj02_to_wgs84(lon, lat):
-    """Iterative inverse: accurate to < 0.01 mm inside China."""
+    """Iterative inverse: accurate to < 0.01 mm wherever the GCJ-02 point has a WGS84 origin.
+
+    Near the edges of the box the offset can carry a point across the edge, so points up to
+    0.1 degree outside the box are inverted too; a result whose WGS84 origin would lie outside
+    the box (and so was never shifted) passes through unchanged.
+    """
     lon, lat, scalar = _arrays(lon, lat)
-    inside = in_china(lon, lat)
+    lon, lat = np.atleast_1d(lon), np.atleast_1d(lat)
+    minx, miny, maxx, maxy = CHINA_BOX
+    margin = 0.1
+    near_box = (lon >= minx - margin) & (lon <= maxx + margin) & (lat >= miny - margin) & (lat <= maxy + margin)
     wlon, wlat = lon.copy(), lat.copy()
+    active = np.flatnonzero(near_box)
     for _ in range(_MAX_ITERATIONS):
-        glon, glat = wgs84_to_gcj02(wlon, wlat)
-        elon, elat = glon - lon, glat - lat
-        wlon = wlon - elon
-        wlat = wlat - elat
-        if np.all(np.abs(np.where(inside, elon, 0)) < _TOLERANCE_DEG) and \
-                np.all(np.abs(np.where(inside, elat, 0)) < _TOLERANCE_DEG):
+        if len(active) == 0:
             break
-    return _result(np.where(inside, wlon, lon), np.where(inside, wlat, lat), scalar)
+        dlon, dlat = _offset(wlon[active], wlat[active])
+        elon = wlon[active] + dlon - lon[active]
+        elat = wlat[active] + dlat - lat[active]
+        wlon[active] -= elon
+        wlat[active] -= elat
+        active = active[(np.abs(elon) >= _TOLERANCE_DEG) | (np.abs(elat) >= _TOLERANCE_DEG)]
+    eps = 1e-9  # the converged origin of a point exactly on the box edge may land a hair outside
+    origin_in_box = (wlon >= minx - eps) & (wlon <= maxx + eps) & (wlat >= miny - eps) & (wlat <= maxy + eps)
+    keep = near_box & origin_in_box
+    out_lon, out_lat = np.where(keep, wlon, lon), np.where(keep, wlat, lat)
+    if scalar:
+        return float(out_lon[0]), float(out_lat[0])
+    return out_lon, out_lat
 
 
 def gcj02_to_bd09(lon, lat):

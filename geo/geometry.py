@@ -135,3 +135,20 @@ def check_points(x: np.ndarray, y: np.ndarray, labels: list[str] | None = None) 
         f"{label}: ({x[i]}, {y[i]}) is not a longitude/latitude (lon -180..180, lat -90..90); "
         "for projected coordinates name the CRS (crs=EPSG:nnnn)"
     )
+
+
+def check_converted(x: np.ndarray, y: np.ndarray, source_name: str, labels: list[str] | None = None) -> None:
+    """After converting from a projected CRS: a point far outside the plausible area means
+    the CRS or the axis order is wrong, not that the point lies elsewhere."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    minx, miny, maxx, maxy = plausible_bounds()
+    here = np.isfinite(x) & np.isfinite(y) & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+    if here.all():
+        return
+    i = int(np.flatnonzero(~here)[0])
+    label = labels[i] if labels else f"point {i + 1}"
+    raise InvalidInput(
+        f"{label}: in {source_name} it lands at ({x[i]:.5f}, {y[i]:.5f}), outside the plausible area "
+        f"lon {minx}..{maxx}, lat {miny}..{maxy}: check the CRS and that x (easting) comes first"
+    )

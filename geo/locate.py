@@ -154,13 +154,18 @@ class LevelIndex:
         pu1 = u0[owner] + (u1 - u0)[owner] * t1
         pv0 = v0[owner] + (v1 - v0)[owner] * t0
         pv1 = v0[owner] + (v1 - v0)[owner] * t1
-        cu0, cu1 = np.floor(np.minimum(pu0, pu1)).astype(np.int64), np.floor(np.maximum(pu0, pu1)).astype(np.int64)
-        cv0, cv1 = np.floor(np.minimum(pv0, pv1)).astype(np.int64), np.floor(np.maximum(pv0, pv1)).astype(np.int64)
+        # widened by the snap distance, so a cell within 1 cm of an edge knows that edge's unit
+        wu, wv = SNAP_M * 1.5 / cell_m, SNAP_M * 1.5 / cell_m
+        cu0 = np.floor(np.minimum(pu0, pu1) - wu).astype(np.int64)
+        cu1 = np.floor(np.maximum(pu0, pu1) + wu).astype(np.int64)
+        cv0 = np.floor(np.minimum(pv0, pv1) - wv).astype(np.int64)
+        cv1 = np.floor(np.maximum(pv0, pv1) + wv).astype(np.int64)
         units = edge_unit[owner]
         cells, cell_units = [], []
-        for du in (0, 1):
-            for dv in (0, 1):
+        for du in (0, 1, 2):
+            for dv in (0, 1, 2):
                 keep = (cu0 + du <= cu1) & (cv0 + dv <= cv1)
+                keep &= (cu0 + du >= 0) & (cu0 + du < self.nx) & (cv0 + dv >= 0) & (cv0 + dv < self.ny)
                 cells.append((cv0[keep] + dv) * self.nx + (cu0[keep] + du))
                 cell_units.append(units[keep])
         key = _unique(np.concatenate(cells) * (self.n + 1) + np.concatenate(cell_units))
@@ -190,19 +195,26 @@ class LevelIndex:
             c1 = np.ceil((xc[left + 1] - self.x0) / self.sx - 0.5).astype(np.int64)
             span = np.maximum(c1 - c0, 0)
             run, col = _expand(c0, span)
-            labels[row[left][run] * self.nx + col] = unit[left][run]
-        # mixed cells point into the candidate lists
-        first = np.ones(len(mixed_cell), bool)
-        first[1:] = mixed_cell[1:] != mixed_cell[:-1]
+            painted_cell = row[left][run] * self.nx + col
+            painted_unit = unit[left][run].astype(np.int64)
+            labels[painted_cell] = painted_unit
+        else:
+            painted_cell = painted_unit = np.zeros(0, dtype=np.int64)
+        # a cell whose centre two units claim (they overlap) is mixed too: the rule decides there
+        twice = np.bincount(painted_cell, minlength=ncell) > 1
+        mixed_any = np.zeros(ncell, dtype=bool)
+        mixed_any[mixed_cell] = True
+        mixed_any |= twice
+        # candidates: units with an edge in or near the cell, and every unit claiming its centre
+        claim = mixed_any[painted_cell]
+        key = _unique(np.concatenate([mixed_cell * (self.n + 1) + mixed_unit,
+                                      painted_cell[claim] * (self.n + 1) + painted_unit[claim]]))
+        cell_of, unit_of = key // (self.n + 1), (key % (self.n + 1)).astype(np.int32)
+        first = np.ones(len(cell_of), bool)
+        first[1:] = cell_of[1:] != cell_of[:-1]
         starts = np.flatnonzero(first)
-        centre_unit = labels[mixed_cell[starts]]
-        labels[mixed_cell[starts]] = -2 - np.arange(len(starts), dtype=np.int32)
-        # candidates: units with an edge in the cell, plus the unit holding its centre
-        extra = centre_unit >= 0
-        all_k = np.concatenate([np.cumsum(first) - 1, np.flatnonzero(extra)])
-        all_u = np.concatenate([mixed_unit, centre_unit[extra]])
-        key = _unique(all_k * (self.n + 1) + all_u)
-        k, u = key // (self.n + 1), (key % (self.n + 1)).astype(np.int32)
+        labels[cell_of[starts]] = -2 - np.arange(len(starts), dtype=np.int32)
+        k, u = np.cumsum(first) - 1, unit_of
         self.cand_ptr = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(np.bincount(k, minlength=len(starts)), out=self.cand_ptr[1:])
         self.cand = u
@@ -376,12 +388,27 @@ class LevelIndex:
         out[ok] = best
         return out
 
+    NEAR_CELLS_PER_CHUNK = 2_000_000
+
     def near(self, x: np.ndarray, y: np.ndarray, radius_m: float, exclude: np.ndarray) -> list[list[int]]:
         """For each point, the units (other than `exclude`) within radius_m metres."""
         m = len(x)
-        found: list[list[int]] = [[] for _ in range(m)]
         if self.nx == 0 or m == 0 or radius_m <= 0:
-            return found
+            return [[] for _ in range(m)]
+        # points in chunks, so a wide radius never holds more than a few million cells at once
+        span = 2 * radius_m / self.cell_m + 2
+        chunk = max(1, int(self.NEAR_CELLS_PER_CHUNK // (span * span)))
+        if m > chunk:
+            out: list[list[int]] = []
+            for start in range(0, m, chunk):
+                stop = start + chunk
+                out.extend(self._near(x[start:stop], y[start:stop], radius_m, exclude[start:stop]))
+            return out
+        return self._near(x, y, radius_m, exclude)
+
+    def _near(self, x: np.ndarray, y: np.ndarray, radius_m: float, exclude: np.ndarray) -> list[list[int]]:
+        m = len(x)
+        found: list[list[int]] = [[] for _ in range(m)]
         # the cells under each point's box of +-radius (2 x 2 when the radius is under a cell)
         per_lon, per_lat = metres_per_degree(y)
         rx, ry = radius_m / per_lon, radius_m / per_lat
@@ -523,7 +550,8 @@ class Locator:
             for parent in levels.ancestors(level):
                 out[parent][where] = self._parent_index[(level, parent)][hit[got]]
             todo = todo[~got]
-        # compounds: from the neighbourhood where there is one, else looked up (in the same community)
+        # compounds: from the neighbourhood where there is one, else looked up (compounds tile
+        # communities, so this agrees with the community except on a hairline boundary)
         need = np.flatnonzero((out["compound"] < 0) & (out["community"] >= 0))
         if len(need):
             hit = self.indexes["compound"].lookup(x[need], y[need])

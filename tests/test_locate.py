@@ -295,3 +295,63 @@ def test_single_point_path_answers_exactly_like_the_batch_path(sample_url):
         assert grid.near_one(x, y, 20.0, one["grid"]) == sorted(near[i])
     on_vertices = batch["grid"][3000:3000 + len(vertices)]
     assert (on_vertices >= 0).all()  # a vertex of a grid is never in no grid
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"lon": 114.3, "lat": 30.55, "crs": "IAU_2015:49900"}, "cannot be converted to WGS84"),
+    ({"lon": 114.3, "lat": 30.55, "crs": "EPSG:5773"}, "not a two-dimensional"),
+    ({"lon": 114.29, "lat": 30.54, "crs": "EPSG:3857"}, "check the CRS"),
+    ({"lon": 3380000, "lat": 527000, "crs": "EPSG:4547"}, "check the CRS"),
+    ({"lon": 114.3, "lat": 30.55, "levels": ","}, "names no level"),
+    ({"lon": 114.3, "lat": 30.55, "near": 501}, "near"),
+])
+def test_more_bad_get_input_is_4xx(client, params, needle):
+    answer = client.get("/locate", params=params)
+    assert answer.status_code == 422, answer.text
+    assert needle in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [b"[[true, false]]", b'[["114.3", "30.5"]]', b"[[114.3, 30.5, 1, 2]]",
+                                  b"[[[114.3, 30.5]]]"])
+def test_points_must_be_numbers(client, body):
+    answer = client.post("/locate", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert "is not [lon, lat]" in answer.json()["detail"]
+
+
+def test_empty_batch_and_wide_near_radius(client):
+    empty = client.post("/locate", json=[])
+    assert empty.status_code == 200 and empty.json()["count"] == 0
+    rng = np.random.default_rng(5)
+    points = np.column_stack([rng.uniform(114.27, 114.31, 20_000), rng.uniform(30.53, 30.56, 20_000)])
+    wide = client.post("/locate", params={"near": 500, "levels": "grid"}, json=points.tolist())
+    assert wide.status_code == 200
+    assert np.mean([len(r["near_grids"]) for r in wide.json()["results"]]) > 5
+
+
+@pytest.fixture
+def overlap_server(db_url, tmp_path, start_server):
+    """Two grids that overlap by about 380 m (the store does not yet refuse overlaps)."""
+    cell = box(WEST, SOUTH, EAST, NORTH)
+    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
+    load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
+              "community")
+    grids = [
+        {"code": shapes.COMMUNITY + "002", "name": "乙", "geometry": box(WEST, SOUTH, MID_X + 0.002, NORTH)},
+        {"code": shapes.COMMUNITY + "001", "name": "甲", "geometry": box(MID_X - 0.002, SOUTH, EAST, NORTH)},
+    ]
+    load_file(shapes.write(tmp_path / "g.geojson", grids), "grid")
+    return start_server(db_url)
+
+
+def test_points_in_an_overlap_go_to_the_lower_code_on_both_paths(overlap_server):
+    rng = np.random.default_rng(9)
+    xs = rng.uniform(MID_X - 0.00199, MID_X + 0.00199, 400)
+    ys = rng.uniform(SOUTH + 0.0001, NORTH - 0.0001, 400)
+    with httpx.Client(base_url=overlap_server) as client:
+        batch = client.post("/locate", json=np.column_stack([xs, ys]).tolist()).json()
+        table = batch["units"]["grid"]
+        names = {table["name"][table["id"].index(r["grid"])] for r in batch["results"]}
+        assert names == {"甲"}
+        for x, y in zip(xs[:40], ys[:40]):
+            assert _grid_name(client, x, y) == "甲"
