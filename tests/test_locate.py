@@ -187,20 +187,25 @@ WEST, EAST, SOUTH, NORTH = 114.300, 114.320, 30.550, 30.570
 MID_X, MID_Y = 114.310, 30.560
 
 
-@pytest.fixture
-def square_server(db_url, tmp_path, start_server):
-    """One street, one community, four grids meeting at (MID_X, MID_Y)."""
+def _one_community(tmp_path, grids: list[dict]) -> None:
+    """A street and a community covering the square, and the given grids in it."""
     cell = box(WEST, SOUTH, EAST, NORTH)
     load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
     load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
               "community")
+    load_file(shapes.write(tmp_path / "g.geojson", grids), "grid")
+
+
+@pytest.fixture
+def square_server(db_url, tmp_path, start_server):
+    """One street, one community, four grids meeting at (MID_X, MID_Y)."""
     grids = [
         {"code": shapes.COMMUNITY + "001", "name": "西北", "geometry": box(WEST, MID_Y, MID_X, NORTH)},
         {"code": shapes.COMMUNITY + "002", "name": "东北", "geometry": box(MID_X, MID_Y, EAST, NORTH)},
         {"code": shapes.COMMUNITY + "003", "name": "西南", "geometry": box(WEST, SOUTH, MID_X, MID_Y)},
         {"code": shapes.COMMUNITY + "004", "name": "东南", "geometry": box(MID_X, SOUTH, EAST, MID_Y)},
     ]
-    load_file(shapes.write(tmp_path / "g.geojson", grids), "grid")
+    _one_community(tmp_path, grids)
     return start_server(db_url)
 
 
@@ -332,15 +337,10 @@ def test_empty_batch_and_wide_near_radius(client):
 @pytest.fixture
 def overlap_server(db_url, tmp_path, start_server):
     """Two grids that overlap by about 380 m (the store does not yet refuse overlaps)."""
-    cell = box(WEST, SOUTH, EAST, NORTH)
-    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
-    load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
-              "community")
-    grids = [
+    _one_community(tmp_path, [
         {"code": shapes.COMMUNITY + "002", "name": "乙", "geometry": box(WEST, SOUTH, MID_X + 0.002, NORTH)},
         {"code": shapes.COMMUNITY + "001", "name": "甲", "geometry": box(MID_X - 0.002, SOUTH, EAST, NORTH)},
-    ]
-    load_file(shapes.write(tmp_path / "g.geojson", grids), "grid")
+    ])
     return start_server(db_url)
 
 
