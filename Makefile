@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test install postgis db sample bench clean
+.PHONY: serve test install postgis db sample bench bench-locate clean
 
 install: $(BIN)/gridmap
 
@@ -50,6 +50,11 @@ sample: install
 
 bench: db
 	$(BIN)/python bench/bench_load.py
+
+# point-in-grid on a 65,000-grid city (first run generates and loads it: ~10 min; needs wrk)
+bench-locate: db
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk: sudo apt-get install wrk"; exit 1; }
+	$(BIN)/python bench/bench_locate.py
 
 clean:
 	-$(BIN)/gridmap db stop
