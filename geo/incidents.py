@@ -1,0 +1,299 @@
+"""Incidents: intake by location, assignment to the units valid when reported, dispatch to
+a worker, and the lifecycle reported → assigned → in_progress → resolved → closed (plus
+rejected, duplicate and reopening). Every change of state is an event; every write checks
+the incident's version, so two people updating one incident never lose an update.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from geo import crs as crsmod
+from geo import geometry
+from geo.errors import Conflict, InvalidInput, NotFound
+from geo.locate import Locator
+
+STATES = ("reported", "assigned", "in_progress", "resolved", "closed", "rejected", "duplicate")
+OPEN_STATES = ("reported", "assigned", "in_progress")
+# Which state may follow which. "assigned" after resolved/closed is a reopening; after
+# assigned or in_progress it is a hand-over to another worker.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "reported": ("assigned", "rejected", "duplicate"),
+    "assigned": ("assigned", "in_progress", "rejected", "duplicate"),
+    "in_progress": ("assigned", "resolved", "rejected", "duplicate"),
+    "resolved": ("closed", "assigned"),
+    "closed": ("assigned",),
+    "rejected": ("reported",),
+    "duplicate": ("reported",),
+}
+CHANNELS = ("hotline", "wechat", "app", "patrol", "rider", "web", "open311", "import")
+CHAIN = ("street", "community", "grid", "compound", "neighbourhood", "building")
+MAX_PHOTOS = 20
+MAX_DESCRIPTION = 5000
+FUTURE_SLACK = timedelta(minutes=10)  # clocks of phones and hotline systems drift
+
+
+class IllegalTransition(Conflict):
+    """A state change the lifecycle does not allow (409)."""
+
+
+@dataclass
+class Report:
+    """One incoming report, as the reporter sent it."""
+
+    category: str
+    lon: float
+    lat: float
+    crs: str = "wgs84"
+    reported_at: datetime | None = None
+    description: str = ""
+    channel: str = "app"
+    contact: str | None = None
+    photos: list[str] = field(default_factory=list)
+    external_id: str | None = None
+
+
+def _check(conn, report: Report, now: datetime) -> dict:
+    category = conn.execute(
+        "SELECT code, deadline_hours, escalate FROM incident_category WHERE code = %s", [report.category]
+    ).fetchone()
+    if category is None:
+        known = [r[0] for r in conn.execute("SELECT code FROM incident_category ORDER BY code")]
+        raise InvalidInput(f"unknown category {report.category!r}: use one of {', '.join(known)}")
+    if report.channel not in CHANNELS:
+        raise InvalidInput(f"unknown channel {report.channel!r}: use one of {', '.join(CHANNELS)}")
+    if len(report.description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"description is longer than {MAX_DESCRIPTION} characters")
+    for text, what in ((report.description, "description"), (report.contact or "", "contact"),
+                       (report.external_id or "", "external_id")):
+        if "\x00" in text:
+            raise InvalidInput(f"{what} contains a NUL character")
+    if len(report.photos) > MAX_PHOTOS:
+        raise InvalidInput(f"at most {MAX_PHOTOS} photos a report, not {len(report.photos)}")
+    for url in report.photos:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidInput(f"photo {url!r} is not an http(s) URL")
+    when = report.reported_at or now
+    if when.tzinfo is None:
+        raise InvalidInput("reported_at needs a time zone (e.g. 2026-11-25T08:00:00+08:00)")
+    if when > now + FUTURE_SLACK:
+        raise InvalidInput(f"reported_at {when.isoformat()} is in the future")
+    return {"deadline_hours": category[1], "escalate": category[2], "reported_at": when}
+
+
+def to_wgs84(lon: float, lat: float, crs_text: str) -> tuple[float, float, str]:
+    """The report's position in WGS84, or InvalidInput naming what is wrong with it."""
+    source = crsmod.parse(crs_text)
+    x, y = np.array([lon], dtype=float), np.array([lat], dtype=float)
+    projected = not isinstance(source, crsmod.Obfuscated) and source.is_projected
+    if not projected or not (math.isfinite(lon) and math.isfinite(lat)):
+        geometry.check_points(x, y, ["position"])
+    wx, wy = crsmod.points_to_wgs84(x, y, source)
+    wx, wy = np.asarray(wx, dtype=float), np.asarray(wy, dtype=float)
+    geometry.check_points(wx, wy, ["position"])
+    if projected:
+        geometry.check_converted(wx, wy, crsmod.name(source), ["position"])
+    return float(wx[0]), float(wy[0]), crsmod.name(source)
+
+
+def _dispatch(conn, chain: dict[str, int | None], escalate: bool) -> tuple[int | None, str | None]:
+    """The worker who takes a new incident: the grid's worker, else (or for categories the
+    community handles) a community worker. None when nobody is attached."""
+    if not escalate and chain["grid"]:
+        row = conn.execute(
+            "SELECT id FROM worker WHERE active AND role = 'grid_worker' AND unit_id = %s ORDER BY id LIMIT 1",
+            [chain["grid"]],
+        ).fetchone()
+        if row:
+            return row[0], "grid"
+    if chain["community"]:
+        row = conn.execute(
+            "SELECT id FROM worker WHERE active AND role = 'community_worker' AND unit_id = %s ORDER BY id LIMIT 1",
+            [chain["community"]],
+        ).fetchone()
+        if row:
+            return row[0], "community"
+    return None, None
+
+
+def report_incident(conn: psycopg.Connection, report: Report, locator_for: Callable[[datetime], Locator],
+                    actor: str = "intake") -> tuple[dict, bool]:
+    """Store a report, assign it to its units, dispatch it. Returns (incident, created).
+
+    A report with an external id already stored is not stored again (created is False).
+    """
+    now = conn.execute("SELECT now()").fetchone()[0]
+    if report.external_id:
+        existing = conn.execute("SELECT id FROM incident WHERE external_id = %s", [report.external_id]).fetchone()
+        if existing:
+            return get_incident(conn, existing[0]), False
+    facts = _check(conn, report, now)
+    lon, lat, source = to_wgs84(report.lon, report.lat, report.crs)
+    locator = locator_for(facts["reported_at"])
+    found = locator.locate_one(lon, lat)
+    chain = {lv: (int(locator.units[lv].ids[i]) if i >= 0 else None) for lv, i in found.items()}
+    unassigned = chain["street"] is None and chain["community"] is None and chain["grid"] is None
+    worker_id, level = _dispatch(conn, chain, facts["escalate"])
+    state = "assigned" if worker_id else "reported"
+    deadline = facts["reported_at"] + timedelta(hours=facts["deadline_hours"])
+    incident_id = conn.execute(
+        """
+        INSERT INTO incident (external_id, category, description, reported_at, channel, contact, photos,
+            input_lon, input_lat, input_crs, geom, state, street_id, community_id, grid_id, compound_id,
+            neighbourhood_id, building_id, unassigned, handled_at_level, worker_id, deadline)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, ST_SetSRID(ST_Point(%s, %s), 4326), %s,
+                %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        RETURNING id
+        """,
+        [report.external_id, report.category, report.description, facts["reported_at"], report.channel,
+         report.contact, Jsonb(report.photos), report.lon, report.lat, source, lon, lat, state,
+         *(chain[lv] for lv in CHAIN), unassigned, level, worker_id, deadline],
+    ).fetchone()[0]
+    _event(conn, incident_id, actor, None, "reported", "unassigned: outside every unit" if unassigned else None)
+    if worker_id:
+        _event(conn, incident_id, "dispatch", "reported", "assigned", f"to the {level}'s worker",
+               {"worker_id": worker_id})
+    return get_incident(conn, incident_id), True
+
+
+def _event(conn, incident_id: int, actor: str, from_state: str | None, to_state: str,
+           note: str | None = None, data: dict | None = None) -> None:
+    conn.execute(
+        "INSERT INTO incident_event (incident_id, actor, from_state, to_state, note, data) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        [incident_id, actor, from_state, to_state, note, Jsonb(data or {})],
+    )
+
+
+def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, expected_version: int,
+               actor: str, note: str | None = None, worker_id: int | None = None) -> dict:
+    """Move an incident to `to_state`; Conflict when it changed since `expected_version`,
+    IllegalTransition when the lifecycle does not allow the move."""
+    if to_state not in STATES:
+        raise InvalidInput(f"unknown state {to_state!r}: use one of {', '.join(STATES)}")
+    row = conn.execute(
+        "SELECT state, version, grid_id, community_id, category FROM incident WHERE id = %s FOR UPDATE",
+        [incident_id],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no incident with id {incident_id}")
+    state, version, grid_id, community_id, category = row
+    if version != expected_version:
+        raise Conflict(
+            f"incident {incident_id} is at version {version}, but the change was made on version "
+            f"{expected_version}: reload it and try again"
+        )
+    if to_state not in TRANSITIONS[state]:
+        allowed = ", ".join(TRANSITIONS[state]) or "nothing"
+        raise IllegalTransition(f"incident {incident_id} is {state}: it can go to {allowed}, not to {to_state}")
+    sets = {"state": to_state, "version": version + 1}
+    data: dict = {}
+    if to_state == "assigned":
+        if worker_id is None:
+            escalate = conn.execute("SELECT escalate FROM incident_category WHERE code = %s", [category]).fetchone()[0]
+            worker_id, level = _dispatch(conn, {"grid": grid_id, "community": community_id}, escalate)
+            if worker_id is None:
+                raise Conflict(f"incident {incident_id}: no worker is attached to its grid or community; "
+                               "name one with worker_id")
+        else:
+            worker = conn.execute("SELECT active, unit_id FROM worker WHERE id = %s", [worker_id]).fetchone()
+            if worker is None or not worker[0]:
+                raise InvalidInput(f"no active worker with id {worker_id}")
+            level = "grid" if worker[1] == grid_id else "community" if worker[1] == community_id else None
+        sets.update(worker_id=worker_id, handled_at_level=level, resolved_at=None, closed_at=None)
+        data["worker_id"] = worker_id
+    elif to_state == "resolved":
+        sets["resolved_at"] = conn.execute("SELECT now()").fetchone()[0]
+    elif to_state == "closed":
+        sets["closed_at"] = conn.execute("SELECT now()").fetchone()[0]
+    elif to_state == "reported":
+        sets.update(worker_id=None, handled_at_level=None, resolved_at=None, closed_at=None)
+    assignments = ", ".join(f"{k} = %s" for k in sets)
+    conn.execute(f"UPDATE incident SET {assignments} WHERE id = %s", [*sets.values(), incident_id])
+    _event(conn, incident_id, actor, state, to_state, note, data)
+    return get_incident(conn, incident_id)
+
+
+def get_incident(conn: psycopg.Connection, incident_id: int) -> dict:
+    row = conn.execute(
+        """
+        SELECT i.id, i.external_id, i.category, c.name_zh, i.description, i.reported_at, i.received_at,
+               i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs, ST_X(i.geom), ST_Y(i.geom),
+               i.state, i.version, i.unassigned, i.handled_at_level, i.worker_id, w.name, i.deadline,
+               i.resolved_at, i.closed_at, now(),
+               i.street_id, i.community_id, i.grid_id, i.compound_id, i.neighbourhood_id, i.building_id
+        FROM incident i JOIN incident_category c ON c.code = i.category
+        LEFT JOIN worker w ON w.id = i.worker_id
+        WHERE i.id = %s
+        """,
+        [incident_id],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no incident with id {incident_id}")
+    (iid, external_id, category, category_zh, description, reported_at, received_at, channel, contact, photos,
+     in_lon, in_lat, in_crs, lon, lat, state, version, unassigned, level, worker_id, worker_name, deadline,
+     resolved_at, closed_at, now, *chain_ids) = row
+    chain = {}
+    for level_name, unit_id in zip(CHAIN, chain_ids):
+        if unit_id is None:
+            chain[level_name] = None
+            continue
+        unit = conn.execute(
+            "SELECT code, name, version FROM unit_version WHERE unit_id = %s AND valid_from <= %s "
+            "AND (valid_to IS NULL OR valid_to > %s)", [unit_id, reported_at, reported_at],
+        ).fetchone() or conn.execute(
+            "SELECT code, name, version FROM unit_version WHERE unit_id = %s ORDER BY version DESC LIMIT 1",
+            [unit_id]).fetchone()
+        chain[level_name] = {"id": unit_id, "code": unit[0], "name": unit[1], "version": unit[2]}
+    events = [
+        {"at": r[0], "actor": r[1], "from": r[2], "to": r[3], "note": r[4], "data": r[5]}
+        for r in conn.execute(
+            "SELECT at, actor, from_state, to_state, note, data FROM incident_event WHERE incident_id = %s ORDER BY id",
+            [incident_id])
+    ]
+    finished = resolved_at or closed_at
+    overdue = (state in OPEN_STATES and now > deadline) or (finished is not None and finished > deadline)
+    return {
+        "id": iid, "external_id": external_id, "category": category, "category_zh": category_zh,
+        "description": description, "reported_at": reported_at, "received_at": received_at,
+        "channel": channel, "contact": contact, "photos": photos,
+        "input": {"lon": in_lon, "lat": in_lat, "crs": in_crs}, "wgs84": {"lon": lon, "lat": lat},
+        "state": state, "version": version, "unassigned": unassigned, "handled_at_level": level,
+        "worker": {"id": worker_id, "name": worker_name} if worker_id else None,
+        "deadline": deadline, "overdue": bool(overdue), "resolved_at": resolved_at, "closed_at": closed_at,
+        **chain, "events": events,
+    }
+
+
+def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, phone: str | None = None) -> dict:
+    roles = {"grid_worker": "grid", "grid_head": "grid", "neighbourhood_head": "neighbourhood",
+             "community_worker": "community"}
+    if role not in roles:
+        raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(roles)}")
+    if not name.strip() or "\x00" in name:
+        raise InvalidInput("a worker needs a name")
+    unit = conn.execute(
+        "SELECT level FROM unit_version WHERE unit_id = %s AND valid_to IS NULL", [unit_id]).fetchone()
+    if unit is None:
+        raise InvalidInput(f"no current unit with id {unit_id}")
+    if unit[0] != roles[role]:
+        raise InvalidInput(f"a {role} is attached to a {roles[role]}, and unit {unit_id} is a {unit[0]}")
+    row = conn.execute(
+        "INSERT INTO worker (name, role, unit_id, phone) VALUES (%s, %s, %s, %s) RETURNING id, created_at",
+        [name.strip(), role, unit_id, phone],
+    ).fetchone()
+    return {"id": row[0], "name": name.strip(), "role": role, "unit_id": unit_id, "phone": phone,
+            "active": True, "created_at": row[1]}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,181 @@
+"""Incidents over a real HTTP server and the sample district: intake in GCJ-02, assignment to
+the units, dispatch, every legal and illegal transition, stale and concurrent updates."""
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import psycopg
+import pytest
+
+from geo import datums
+from geo.incidents import STATES, TRANSITIONS
+
+CHAIN = ("street", "community", "grid", "compound", "neighbourhood", "building")
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def spot(sample_url):
+    """A point inside a small neighbourhood, and its grid and community ids."""
+    with psycopg.connect(sample_url) as conn:
+        x, y, grid_id, community_id = conn.execute(
+            "SELECT ST_X(p), ST_Y(p), grid_id, community_id FROM unit_version, ST_PointOnSurface(geom) p "
+            "WHERE level = 'neighbourhood' ORDER BY code LIMIT 1 OFFSET 100").fetchone()
+    return {"lon": x, "lat": y, "grid": grid_id, "community": community_id}
+
+
+def _report(client, spot, **extra):
+    body = {"category": "manhole", "lon": spot["lon"], "lat": spot["lat"], "description": "井盖缺失",
+            "channel": "rider", "contact": "13800000000", **extra}
+    answer = client.post("/incidents", json=body)
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def test_gcj02_report_is_assigned_to_the_grid_of_its_wgs84_position(client, spot):
+    glon, glat = datums.wgs84_to_gcj02(spot["lon"], spot["lat"])
+    incident = _report(client, {"lon": glon, "lat": glat}, crs="gcj02",
+                       photos=["https://img.example.cn/manhole.jpg"])
+    located = client.get("/locate", params={"lon": spot["lon"], "lat": spot["lat"]}).json()
+    for level in CHAIN:
+        assert (incident[level] or {}).get("id") == (located[level] or {}).get("id"), level
+    assert incident["grid"]["id"] == spot["grid"]
+    assert incident["input"] == {"lon": glon, "lat": glat, "crs": "GCJ-02"}
+    assert incident["wgs84"]["lon"] == pytest.approx(spot["lon"], abs=1e-9)
+    assert incident["unassigned"] is False and incident["state"] == "reported"  # nobody attached yet
+    assert [e["to"] for e in incident["events"]] == ["reported"]
+
+
+def test_a_report_outside_every_unit_is_kept_and_flagged(client):
+    incident = _report(client, {"lon": 110.0, "lat": 20.0})
+    assert incident["unassigned"] is True and incident["state"] == "reported"
+    assert all(incident[level] is None for level in CHAIN)
+    listed = client.get("/incidents", params={"unassigned": True}).json()
+    assert incident["id"] in [i["id"] for i in listed["items"]]
+
+
+def test_dispatch_to_the_grid_worker_or_escalate_to_the_community(client, spot):
+    worker = client.post("/workers", json={"name": "李网格员", "role": "grid_worker", "unit_id": spot["grid"]})
+    assert worker.status_code == 201, worker.text
+    incident = _report(client, spot)
+    assert incident["state"] == "assigned" and incident["worker"]["name"] == "李网格员"
+    assert incident["handled_at_level"] == "grid"
+    assert [e["to"] for e in incident["events"]] == ["reported", "assigned"]
+    # a fire hazard is the community's business; with nobody at the community it waits
+    waiting = _report(client, spot, category="fire_hazard")
+    assert waiting["state"] == "reported" and waiting["worker"] is None
+    client.post("/workers", json={"name": "王社工", "role": "community_worker", "unit_id": spot["community"]})
+    escalated = _report(client, spot, category="fire_hazard")
+    assert escalated["worker"]["name"] == "王社工" and escalated["handled_at_level"] == "community"
+    wrong = client.post("/workers", json={"name": "错配", "role": "grid_worker", "unit_id": spot["community"]})
+    assert wrong.status_code == 422 and "attached to a grid" in wrong.json()["detail"]
+
+
+def _move(client, incident, to, **extra):
+    return client.post(f"/incidents/{incident['id']}/transitions",
+                       json={"to": to, "version": incident["version"], "actor": "测试", **extra})
+
+
+PATHS = {
+    "reported": [],
+    "assigned": ["assigned"],
+    "in_progress": ["assigned", "in_progress"],
+    "resolved": ["assigned", "in_progress", "resolved"],
+    "closed": ["assigned", "in_progress", "resolved", "closed"],
+    "rejected": ["rejected"],
+    "duplicate": ["duplicate"],
+}
+
+
+def test_every_transition_legal_and_illegal(client, spot):
+    worker = client.post("/workers", json={"name": "张网格员", "role": "grid_worker", "unit_id": spot["grid"]}).json()
+    client.post("/workers", json={"name": "备用", "role": "grid_worker", "unit_id": spot["grid"]})
+    for start, target in itertools.product(STATES, STATES):
+        incident = _report(client, spot, category="other")
+        if incident["state"] == "assigned":  # dispatched on intake: walk back to "reported" first
+            incident = _move(client, incident, "rejected").json()
+            incident = _move(client, incident, "reported").json()
+        for step in PATHS[start]:
+            answer = _move(client, incident, step, **({"worker_id": worker["id"]} if step == "assigned" else {}))
+            assert answer.status_code == 200, (start, step, answer.text)
+            incident = answer.json()
+        assert incident["state"] == start
+        answer = _move(client, incident, target)
+        if target in TRANSITIONS[start]:
+            assert answer.status_code == 200, (start, target, answer.text)
+            after = answer.json()
+            assert after["state"] == target and after["version"] == incident["version"] + 1
+            assert after["events"][-1]["from"] == start and after["events"][-1]["to"] == target
+        else:
+            assert answer.status_code == 409, (start, target, answer.text)
+            assert f"is {start}: it can go to" in answer.json()["detail"]
+            assert client.get(f"/incidents/{incident['id']}").json()["version"] == incident["version"]
+
+
+def test_a_stale_update_is_refused_and_concurrent_ones_never_both_win(client, spot):
+    incident = _report(client, spot)
+    first = _move(client, incident, "rejected", note="误报")
+    assert first.status_code == 200
+    stale = _move(client, incident, "duplicate")
+    assert stale.status_code == 409 and "reload it" in stale.json()["detail"]
+    fresh = first.json()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: _move(client, fresh, "reported").status_code, range(8)))
+    assert sorted(answers) == [200] + [409] * 7
+    final = client.get(f"/incidents/{incident['id']}").json()
+    assert final["version"] == fresh["version"] + 1
+    assert [e["to"] for e in final["events"]].count("reported") == 2
+
+
+def test_the_same_external_id_is_stored_once(client, spot, sample_url):
+    one = client.post("/incidents", json={"category": "garbage", "lon": spot["lon"], "lat": spot["lat"],
+                                          "external_id": "12345-热线"})
+    two = client.post("/incidents", json={"category": "garbage", "lon": spot["lon"], "lat": spot["lat"],
+                                          "external_id": "12345-热线"})
+    assert (one.status_code, two.status_code) == (201, 200)
+    assert one.json()["id"] == two.json()["id"]
+    with psycopg.connect(sample_url) as conn:
+        assert conn.execute("SELECT count(*) FROM incident WHERE external_id = '12345-热线'").fetchone()[0] == 1
+
+
+def test_overdue_follows_the_category_deadline(client, spot):
+    old = (datetime.now(timezone.utc) - timedelta(hours=30)).isoformat()
+    late = _report(client, spot, category="manhole", reported_at=old)  # 24 h deadline
+    assert late["overdue"] is True
+    fresh = _report(client, spot, category="manhole")
+    assert fresh["overdue"] is False
+
+
+@pytest.mark.parametrize("body,needle", [
+    ({"category": "ufo", "lon": 114.29, "lat": 30.54}, "unknown category 'ufo'"),
+    ({"category": "manhole", "lon": 30.54, "lat": 114.29}, "looks like latitude, longitude"),
+    ({"category": "manhole", "lon": 114.29, "lat": 30.54, "photos": ["file:///etc/passwd"]}, "not an http(s) URL"),
+    ({"category": "manhole", "lon": 114.29, "lat": 30.54, "channel": "pigeon"}, "unknown channel"),
+    ({"category": "manhole", "lon": 114.29, "lat": 30.54, "reported_at": "2099-01-01T00:00:00+08:00"}, "in the future"),
+    ({"category": "manhole", "lon": 114.29, "lat": 30.54, "reported_at": "2026-01-01T00:00:00"}, "time zone"),
+    ({"category": "manhole", "lon": 114.29, "lat": 30.54, "crs": "EPSG:999999"}, "unknown CRS"),
+    ({"category": "manhole", "lon": 114.29, "lat": 30.54, "colour": "red"}, "colour"),
+    ({"category": "manhole", "lat": 30.54}, "lon"),
+])
+def test_bad_reports_get_422_and_store_nothing(client, sample_url, body, needle):
+    with psycopg.connect(sample_url) as conn:
+        before = conn.execute("SELECT count(*) FROM incident").fetchone()[0]
+    answer = client.post("/incidents", json=body)
+    assert answer.status_code == 422, answer.text
+    assert needle in answer.text
+    with psycopg.connect(sample_url) as conn:
+        assert conn.execute("SELECT count(*) FROM incident").fetchone()[0] == before
+
+
+def test_unknown_incident_and_state(client, spot):
+    assert client.get("/incidents/999999").status_code == 404
+    incident = _report(client, spot)
+    answer = _move(client, incident, "teleported")
+    assert answer.status_code == 422 and "unknown state" in answer.json()["detail"]
