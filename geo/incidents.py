@@ -297,3 +297,97 @@ def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, pho
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+STATS_LEVELS = ("street", "community", "grid", "compound", "neighbourhood")
+
+
+def stats(conn: psycopg.Connection, level: str, start: datetime, end: datetime) -> dict:
+    """Per unit of `level`: incidents reported in [start, end) by state and category, overdue,
+    resolved, resolution rate (of those not rejected or duplicate) and median hours to resolve.
+    Incidents count in the units they were assigned to, so closed ones keep their old units."""
+    if level not in STATS_LEVELS:
+        raise InvalidInput(f"stats are kept per {', '.join(STATS_LEVELS)}, not per {level!r}")
+    if end <= start:
+        raise InvalidInput("'to' must come after 'from'")
+    col = f"{level}_id"
+    window = "reported_at >= %(start)s AND reported_at < %(end)s"
+    params = {"start": start, "end": end}
+    rows = conn.execute(
+        f"""
+        SELECT {col}, count(*),
+               count(*) FILTER (WHERE (state IN ('reported', 'assigned', 'in_progress') AND now() > deadline)
+                                   OR coalesce(resolved_at, closed_at) > deadline),
+               count(*) FILTER (WHERE state IN ('resolved', 'closed')),
+               count(*) FILTER (WHERE state NOT IN ('rejected', 'duplicate')),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - reported_at))
+                   FILTER (WHERE resolved_at IS NOT NULL)
+        FROM incident WHERE {window} AND {col} IS NOT NULL GROUP BY 1
+        """, params).fetchall()
+    units: dict[int, dict] = {}
+    for unit_id, total, overdue, resolved, counted, median_s in rows:
+        units[unit_id] = {
+            "unit_id": unit_id, "total": total, "overdue": overdue, "resolved": resolved,
+            "resolution_rate": round(resolved / counted, 4) if counted else None,
+            "median_hours_to_resolve": None if median_s is None else round(median_s / 3600, 2),
+            "by_state": {}, "by_category": {},
+        }
+    for key in ("state", "category"):
+        for unit_id, value, n in conn.execute(
+                f"SELECT {col}, {key}, count(*) FROM incident WHERE {window} AND {col} IS NOT NULL GROUP BY 1, 2",
+                params):
+            units[unit_id][f"by_{key}"][value] = n
+    if units:
+        names = conn.execute(
+            "SELECT DISTINCT ON (unit_id) unit_id, code, name FROM unit_version WHERE unit_id = ANY(%s) "
+            "ORDER BY unit_id, version DESC", [list(units)]).fetchall()
+        for unit_id, code, name in names:
+            units[unit_id].update(code=code, name=name)
+    unassigned = conn.execute(f"SELECT count(*) FROM incident WHERE {window} AND unassigned", params).fetchone()[0]
+    return {"level": level, "from": start, "to": end, "unassigned": unassigned,
+            "units": sorted(units.values(), key=lambda u: u.get("code", ""))}
+
+
+def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:
+    """Open incidents in units a change closed are re-assigned to the units now holding their
+    point, in the same transaction, with an event each; closed ones keep the units they were
+    handled in. Returns how many were re-assigned."""
+    exists = conn.execute("SELECT to_regclass('incident') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return 0
+    rows = conn.execute(
+        f"""
+        SELECT i.id, i.state, i.handled_at_level, i.category, {', '.join(f'i.{lv}_id' for lv in CHAIN)},
+               ST_X(i.geom), ST_Y(i.geom)
+        FROM incident i
+        WHERE i.state IN ('reported', 'assigned', 'in_progress')
+          AND EXISTS (SELECT 1 FROM unit_version v WHERE v.closed_by = %s AND v.unit_id IN
+                      ({', '.join(f'i.{lv}_id' for lv in CHAIN)}))
+        FOR UPDATE OF i
+        """, [change_id]).fetchall()
+    for row in rows:
+        incident_id, state, level, category = row[:4]
+        old = dict(zip(CHAIN, row[4:10]))
+        lon, lat = row[10], row[11]
+        new = dict.fromkeys(CHAIN)
+        for unit_level, unit_id in conn.execute(
+                "SELECT DISTINCT ON (level) level, unit_id FROM unit_version WHERE valid_to IS NULL "
+                "AND ST_Covers(geom, ST_SetSRID(ST_Point(%s, %s), 4326)) ORDER BY level, code", [lon, lat]):
+            new[unit_level] = unit_id
+        if new == old:
+            continue
+        sets = {f"{lv}_id": new[lv] for lv in CHAIN}
+        sets["unassigned"] = new["street"] is None and new["community"] is None and new["grid"] is None
+        data = {"from": {lv: old[lv] for lv in CHAIN if old[lv] != new[lv]},
+                "to": {lv: new[lv] for lv in CHAIN if old[lv] != new[lv]}, "change_id": change_id}
+        if state == "assigned" and level == "grid" and new["grid"] != old["grid"]:
+            escalate = conn.execute("SELECT escalate FROM incident_category WHERE code = %s", [category]).fetchone()[0]
+            worker_id, new_level = _dispatch(conn, {"grid": new["grid"], "community": new["community"]}, escalate)
+            if worker_id:
+                sets.update(worker_id=worker_id, handled_at_level=new_level)
+                data["worker_id"] = worker_id
+        assignments = ", ".join(f"{k} = %s" for k in sets)
+        conn.execute(f"UPDATE incident SET {assignments}, version = version + 1 WHERE id = %s",
+                     [*sets.values(), incident_id])
+        _event(conn, incident_id, "boundary change", state, state, f"re-assigned after change {change_id}", data)
+    return len(rows)

@@ -529,7 +529,17 @@ def write_units(
             if k % 2000 == 0:
                 progress("writing", k, total)
     progress("writing", total, total)
+    if changed_idx:
+        _after_change(conn, summary.change_id)
     return summary
+
+
+def _after_change(conn, change_id: int) -> None:
+    """What else must follow a boundary change in the same transaction: open incidents in
+    the closed units move to the units that now hold them."""
+    from geo import incidents
+
+    incidents.reassign_after_change(conn, change_id)
 
 
 def _same_shape(a, b) -> bool:
@@ -663,6 +673,7 @@ def replace_units(
         [change_id, kind, summary.created, old_ids, change_id],
     )
     _reassign_descendants(conn, level, old_ids, change_id, actor)
+    _after_change(conn, change_id)
     return summary
 
 

@@ -179,3 +179,96 @@ def test_unknown_incident_and_state(client, spot):
     incident = _report(client, spot)
     answer = _move(client, incident, "teleported")
     assert answer.status_code == 422 and "unknown state" in answer.json()["detail"]
+
+
+def test_stats_equal_an_independent_count(client, spot, sample_url):
+    with psycopg.connect(sample_url) as conn:
+        other = conn.execute(
+            "SELECT ST_X(p), ST_Y(p) FROM unit_version, ST_PointOnSurface(geom) p "
+            "WHERE level = 'neighbourhood' AND grid_id <> %s ORDER BY code LIMIT 1", [spot["grid"]]).fetchone()
+    places = [spot, {"lon": other[0], "lat": other[1]}, {"lon": 110.0, "lat": 20.0}]
+    worker = client.post("/workers", json={"name": "统计员", "role": "grid_worker", "unit_id": spot["grid"]}).json()
+    now = datetime.now(timezone.utc)
+    made = []
+    for k in range(12):
+        place = places[k % 3]
+        incident = _report(client, place, category=("manhole", "garbage", "noise")[k % 3],
+                           reported_at=(now - timedelta(hours=k * 5)).isoformat())
+        if k % 4 == 0 and not incident["unassigned"]:
+            if incident["state"] == "reported":
+                incident = _move(client, incident, "assigned", worker_id=worker["id"]).json()
+            incident = _move(client, incident, "in_progress").json()
+            incident = _move(client, incident, "resolved").json()
+        elif k % 4 == 1:
+            incident = _move(client, incident, "duplicate").json()
+        made.append(incident)
+    window = {"from": (now - timedelta(days=3)).isoformat(), "to": (now + timedelta(minutes=1)).isoformat()}
+    for level in ("grid", "community", "street"):
+        answer = client.get("/stats", params={"level": level, **window})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        listed = client.get("/incidents", params={"limit": 1000}).json()["items"]
+        assert len(listed) == 12  # all made here, all within the window (the last 55 hours)
+        expected: dict = {}
+        for i in listed:
+            if i[level] is None:
+                continue
+            unit = expected.setdefault(i[level]["id"], {"total": 0, "by_state": {}, "by_category": {},
+                                                        "overdue": 0, "resolved": 0})
+            unit["total"] += 1
+            unit["by_state"][i["state"]] = unit["by_state"].get(i["state"], 0) + 1
+            unit["by_category"][i["category"]] = unit["by_category"].get(i["category"], 0) + 1
+            unit["overdue"] += i["overdue"]
+            unit["resolved"] += i["state"] in ("resolved", "closed")
+        got = {u["unit_id"]: {k: u[k] for k in ("total", "by_state", "by_category", "overdue", "resolved")}
+               for u in body["units"]}
+        assert got == expected, level
+        assert body["unassigned"] == sum(i["unassigned"] for i in listed)
+    assert client.get("/stats", params={"level": "building", **window}).status_code == 422
+
+
+def test_after_a_redraw_open_incidents_move_and_closed_ones_keep_their_units(db_url, tmp_path, start_server):
+    from shapely.geometry import box
+
+    from geo import store
+    from geo.imports import load_file
+    from tests import shapes
+
+    west, east, south, north, mid = 114.300, 114.320, 30.550, 30.570, 114.310
+    cell = box(west, south, east, north)
+    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
+    load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
+              "community")
+    load_file(shapes.write(tmp_path / "g.geojson", [
+        {"code": shapes.COMMUNITY + "001", "name": "西", "geometry": box(west, south, mid, north)},
+        {"code": shapes.COMMUNITY + "002", "name": "东", "geometry": box(mid, south, east, north)},
+    ]), "grid")
+    base = start_server(db_url)
+    point = {"lon": 114.3125, "lat": 30.56}  # in the east grid, 240 m east of the line
+    with httpx.Client(base_url=base, timeout=60) as client:
+        open_one = _report(client, point)
+        done = _report(client, point)
+        done = _move(client, done, "rejected").json()
+        old_grid = open_one["grid"]["id"]
+        window = {"from": "2000-01-01T00:00:00+08:00", "to": "2100-01-01T00:00:00+08:00"}
+        before = client.get("/stats", params={"level": "community", **window}).json()
+        with psycopg.connect(db_url) as conn:
+            old_ids = [r[0] for r in conn.execute(
+                "SELECT unit_id FROM unit_version WHERE level = 'grid' AND valid_to IS NULL ORDER BY code")]
+            with conn.transaction():
+                store.replace_units(conn, old_ids, [
+                    store.UnitInput("grid", shapes.COMMUNITY + "003", "新西", box(west, south, 114.315, north)),
+                    store.UnitInput("grid", shapes.COMMUNITY + "004", "新东", box(114.315, south, east, north)),
+                ], kind="redraw")
+        moved = client.get(f"/incidents/{open_one['id']}").json()
+        assert moved["grid"]["name"] == "新西" and moved["grid"]["id"] != old_grid
+        assert moved["version"] == open_one["version"] + 1
+        assert [e["to"] for e in moved["events"]][:1] == ["reported"]
+        assert moved["events"][-1]["actor"] == "boundary change"
+        assert moved["events"][-1]["data"]["from"]["grid"] == old_grid
+        kept = client.get(f"/incidents/{done['id']}").json()
+        assert kept["grid"]["id"] == old_grid and kept["grid"]["name"] == "东"
+        after = client.get("/stats", params={"level": "community", **window}).json()
+        assert [u["total"] for u in after["units"]] == [u["total"] for u in before["units"]] == [2]
+        grids = {u["name"]: u["total"] for u in client.get("/stats", params={"level": "grid", **window}).json()["units"]}
+        assert grids == {"东": 1, "新西": 1}
