@@ -18,6 +18,8 @@ from geo.errors import GridmapError
 app = typer.Typer(help="gridmap: nested, versioned grid-governance units on PostGIS.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the embedded PostGIS cluster under .gridmap/pg.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+incidents_app = typer.Typer(help="Incidents: bulk import of hotline exports.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
 console = Console(stderr=True)
 
 
@@ -197,6 +199,23 @@ def sample(
         district.write(output)
         update("writing", 1, 1)
     console.print(f"wrote {output}: " + ", ".join(f"{n} {k}" for k, n in district.summary().items()))
+
+
+@incidents_app.command("import")
+def incidents_import(
+    file: Path = typer.Argument(..., help="CSV (external_id, category, lon, lat, crs, reported_at, description, "
+                                "channel, contact, photos) or GeoJSON Points with those properties"),
+    crs: str = typer.Option("wgs84", help="CRS of rows that do not name one (hotline exports: often gcj02)"),
+    errors: Optional[Path] = typer.Option(None, help="Where bad rows go (default: FILE.errors.csv)"),
+) -> None:
+    """Import incidents: valid rows kept, bad rows listed with the reason, nothing stored twice."""
+    from geo.incident_import import import_file
+
+    with _errors(), _progress() as update:
+        result = import_file(file, crs=crs, errors_path=errors, progress=update)
+    console.print(json.dumps(result, ensure_ascii=False))
+    if result["errors"]:
+        console.print(f"[yellow]{result['errors']} row(s) not imported: see {result['errors_file']}[/]")
 
 
 @app.command()

@@ -272,3 +272,39 @@ def test_after_a_redraw_open_incidents_move_and_closed_ones_keep_their_units(db_
         assert [u["total"] for u in after["units"]] == [u["total"] for u in before["units"]] == [2]
         grids = {u["name"]: u["total"] for u in client.get("/stats", params={"level": "grid", **window}).json()["units"]}
         assert grids == {"东": 1, "新西": 1}
+
+
+def test_import_keeps_valid_rows_reports_bad_ones_and_never_duplicates(sample_url, spot, tmp_path):
+    import csv as csvmod
+    import json
+
+    from tests.conftest import run_cli
+
+    glon, glat = datums.wgs84_to_gcj02(spot["lon"], spot["lat"])
+    path = tmp_path / "hotline.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csvmod.writer(handle)
+        writer.writerow(["external_id", "category", "lon", "lat", "crs", "reported_at", "description", "channel"])
+        # (times after the sample was loaded: a report older than the boundaries finds no unit)
+        now = datetime.now(timezone.utc).isoformat()
+        writer.writerow(["H-1", "garbage", glon, glat, "gcj02", "", "垃圾满溢", "hotline"])
+        writer.writerow(["H-2", "noise", spot["lon"], spot["lat"], "wgs84", now, "夜间施工", "hotline"])
+        writer.writerow(["H-3", "ufo", spot["lon"], spot["lat"], "", "", "不明飞行物", "hotline"])
+        writer.writerow(["H-4", "garbage", spot["lat"], spot["lon"], "", "", "坐标反了", "hotline"])
+        writer.writerow(["", "parking", 110.0, 20.0, "", "2026-11-21T08:00:00+08:00", "没有编号，在区外", ""])
+    first = run_cli("incidents", "import", str(path))
+    assert first.returncode == 0, first.stderr
+    result = json.loads([line for line in first.stderr.splitlines() if line.startswith("{")][-1])
+    assert (result["created"], result["errors"]) == (3, 2)
+    with open(result["errors_file"], encoding="utf-8") as handle:
+        bad = list(csvmod.DictReader(handle))
+    assert [b["row"] for b in bad] == ["3", "4"]
+    assert "unknown category 'ufo'" in bad[0]["error"] and "latitude, longitude" in bad[1]["error"]
+    again = run_cli("incidents", "import", str(path))
+    result = json.loads([line for line in again.stderr.splitlines() if line.startswith("{")][-1])
+    assert (result["created"], result["already_stored"]) == (0, 3)
+    with psycopg.connect(sample_url) as conn:
+        rows = dict(conn.execute("SELECT external_id, grid_id FROM incident").fetchall())
+        assert len(rows) == 3
+        assert rows["H-1"] == rows["H-2"] == spot["grid"]  # the GCJ-02 row lands in the same grid
+        assert conn.execute("SELECT count(*) FROM incident WHERE unassigned").fetchone()[0] == 1
