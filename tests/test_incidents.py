@@ -308,3 +308,30 @@ def test_import_keeps_valid_rows_reports_bad_ones_and_never_duplicates(sample_ur
         assert len(rows) == 3
         assert rows["H-1"] == rows["H-2"] == spot["grid"]  # the GCJ-02 row lands in the same grid
         assert conn.execute("SELECT count(*) FROM incident WHERE unassigned").fetchone()[0] == 1
+
+
+def test_open311_round_trip_with_a_real_client(client, spot):
+    services = client.get("/open311/v2/services.json").json()
+    assert {"service_code": "manhole", "service_name": "井盖缺失"}.items() <= services[
+        [s["service_code"] for s in services].index("manhole")].items()
+    created = client.post("/open311/v2/requests.json", data={
+        "service_code": "manhole", "lat": spot["lat"], "long": spot["lon"], "description": "井盖不见了",
+        "media_url": "https://img.example.cn/1.jpg", "email": "rider@example.cn"})
+    assert created.status_code == 201, created.text
+    request_id = created.json()[0]["service_request_id"]
+    one = client.get(f"/open311/v2/requests/{request_id}.json").json()[0]
+    assert one["service_code"] == "manhole" and one["status"] == "open"
+    assert one["lat"] == pytest.approx(spot["lat"]) and one["media_url"] == "https://img.example.cn/1.jpg"
+    located = client.get("/locate", params={"lon": spot["lon"], "lat": spot["lat"]}).json()
+    assert one["extended_attributes"]["grid"] == located["grid"]["code"]
+    assert one["extended_attributes"]["community_name"] == located["community"]["name"]
+    listed = client.get("/open311/v2/requests.json", params={"status": "open", "service_code": "manhole"}).json()
+    assert request_id in [r["service_request_id"] for r in listed]
+    incident = client.get(f"/incidents/{request_id}").json()
+    _move(client, incident, "rejected", note="重复上报")
+    assert client.get(f"/open311/v2/requests/{request_id}.json").json()[0]["status"] == "closed"
+    bad = client.post("/open311/v2/requests.json", data={"service_code": "manhole", "lat": "x", "long": "1"})
+    assert bad.status_code == 400 and bad.json()[0]["code"] == 400
+    missing = client.post("/open311/v2/requests.json", data={"service_code": "manhole"})
+    assert missing.status_code == 400 and "missing lat, long" in missing.json()[0]["description"]
+    assert client.get("/open311/v2/requests/999999.json").status_code == 404
