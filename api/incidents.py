@@ -142,5 +142,5 @@ def incident_stats(
 
     lv = levels_mod.parse_level(level)
     start, end = store.parse_time(from_), store.parse_time(to)
-    with db.pool().connection() as conn:
-        return jsonable_encoder(incidents.stats(conn, lv, start, end))
+    with db.pool().connection() as conn, db.pool().connection() as median_conn:
+        return jsonable_encoder(incidents.stats(conn, lv, start, end, median_conn=median_conn))

@@ -302,10 +302,14 @@ def utc_now() -> datetime:
 STATS_LEVELS = ("street", "community", "grid", "compound", "neighbourhood")
 
 
-def stats(conn: psycopg.Connection, level: str, start: datetime, end: datetime) -> dict:
+def stats(conn: psycopg.Connection, level: str, start: datetime, end: datetime,
+          median_conn: psycopg.Connection | None = None) -> dict:
     """Per unit of `level`: incidents reported in [start, end) by state and category, overdue,
     resolved, resolution rate (of those not rejected or duplicate) and median hours to resolve.
-    Incidents count in the units they were assigned to, so closed ones keep their old units."""
+    Incidents count in the units they were assigned to, so closed ones keep their old units.
+
+    One parallel scan counts by (unit, state, category); the medians, which PostgreSQL cannot
+    compute in parallel, run at the same time on `median_conn` when one is given."""
     if level not in STATS_LEVELS:
         raise InvalidInput(f"stats are kept per {', '.join(STATS_LEVELS)}, not per {level!r}")
     if end <= start:
@@ -313,30 +317,46 @@ def stats(conn: psycopg.Connection, level: str, start: datetime, end: datetime) 
     col = f"{level}_id"
     window = "reported_at >= %(start)s AND reported_at < %(end)s"
     params = {"start": start, "end": end}
+    median_sql = (
+        f"SELECT {col}, percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - reported_at)) "
+        f"FROM incident WHERE {window} AND {col} IS NOT NULL AND resolved_at IS NOT NULL GROUP BY 1"
+    )
+    medians: dict = {}
+    worker = None
+    if median_conn is not None:
+        import threading
+
+        def run() -> None:
+            medians.update(dict(median_conn.execute(median_sql, params).fetchall()))
+
+        worker = threading.Thread(target=run)
+        worker.start()
     rows = conn.execute(
         f"""
-        SELECT {col}, count(*),
+        SELECT {col}, state, category, count(*),
                count(*) FILTER (WHERE (state IN ('reported', 'assigned', 'in_progress') AND now() > deadline)
-                                   OR coalesce(resolved_at, closed_at) > deadline),
-               count(*) FILTER (WHERE state IN ('resolved', 'closed')),
-               count(*) FILTER (WHERE state NOT IN ('rejected', 'duplicate')),
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - reported_at))
-                   FILTER (WHERE resolved_at IS NOT NULL)
-        FROM incident WHERE {window} AND {col} IS NOT NULL GROUP BY 1
+                                   OR coalesce(resolved_at, closed_at) > deadline)
+        FROM incident WHERE {window} AND {col} IS NOT NULL GROUP BY 1, 2, 3
         """, params).fetchall()
+    if worker is not None:
+        worker.join()
+    else:
+        medians = dict(conn.execute(median_sql, params).fetchall())
     units: dict[int, dict] = {}
-    for unit_id, total, overdue, resolved, counted, median_s in rows:
-        units[unit_id] = {
-            "unit_id": unit_id, "total": total, "overdue": overdue, "resolved": resolved,
-            "resolution_rate": round(resolved / counted, 4) if counted else None,
-            "median_hours_to_resolve": None if median_s is None else round(median_s / 3600, 2),
-            "by_state": {}, "by_category": {},
-        }
-    for key in ("state", "category"):
-        for unit_id, value, n in conn.execute(
-                f"SELECT {col}, {key}, count(*) FROM incident WHERE {window} AND {col} IS NOT NULL GROUP BY 1, 2",
-                params):
-            units[unit_id][f"by_{key}"][value] = n
+    for unit_id, state, category, n, overdue in rows:
+        unit = units.setdefault(unit_id, {"unit_id": unit_id, "total": 0, "overdue": 0, "resolved": 0,
+                                          "counted": 0, "by_state": {}, "by_category": {}})
+        unit["total"] += n
+        unit["overdue"] += overdue
+        unit["resolved"] += n if state in ("resolved", "closed") else 0
+        unit["counted"] += 0 if state in ("rejected", "duplicate") else n
+        unit["by_state"][state] = unit["by_state"].get(state, 0) + n
+        unit["by_category"][category] = unit["by_category"].get(category, 0) + n
+    for unit in units.values():
+        counted = unit.pop("counted")
+        unit["resolution_rate"] = round(unit["resolved"] / counted, 4) if counted else None
+        median_s = medians.get(unit["unit_id"])
+        unit["median_hours_to_resolve"] = None if median_s is None else round(median_s / 3600, 2)
     if units:
         names = conn.execute(
             "SELECT DISTINCT ON (unit_id) unit_id, code, name FROM unit_version WHERE unit_id = ANY(%s) "

@@ -1,0 +1,105 @@
+"""Realistic generated incidents for the sample and for benchmarks.
+
+Categories follow rough hotline shares; reports follow a daily rhythm (morning and afternoon
+peaks, noise in the evening); a share of them cluster around hot spots (old open blocks,
+markets, a few troubled compounds); some fall outside every unit. Older reports are mostly
+closed, with resolution times spread around each category's deadline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import psycopg
+
+from geo.incidents import CHAIN
+from geo.locate import Locator
+
+CATEGORIES = {  # share of reports, deadline hours
+    "garbage": (0.22, 24), "noise": (0.14, 24), "parking": (0.14, 24), "road_damage": (0.10, 48),
+    "street_light": (0.08, 48), "water_leak": (0.07, 12), "manhole": (0.05, 24), "dispute": (0.08, 72),
+    "illegal_building": (0.04, 168), "fire_hazard": (0.03, 12), "other": (0.05, 72),
+}
+HOURS = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.5, 3, 5, 7, 7, 6, 4, 4, 5, 6, 6, 5, 5, 6, 6, 5, 3, 2], float)
+CHANNELS = (("hotline", 0.45), ("wechat", 0.30), ("patrol", 0.15), ("rider", 0.05), ("app", 0.05))
+
+
+def generate(locator: Locator, n: int, start: datetime, end: datetime, seed: int = 1) -> dict[str, np.ndarray]:
+    """n incidents between start and end, as columns (positions in WGS84)."""
+    rng = np.random.default_rng(seed)
+    start = start.astimezone(timezone.utc).replace(tzinfo=None)  # numpy keeps naive UTC times
+    end = end.astimezone(timezone.utc).replace(tzinfo=None)
+    codes = np.array(list(CATEGORIES))
+    share = np.array([v[0] for v in CATEGORIES.values()])
+    hours_by_code = dict((k, v[1]) for k, v in CATEGORIES.items())
+    category = codes[rng.choice(len(codes), n, p=share / share.sum())]
+    # when: a day of the window, an hour by the daily rhythm
+    days = max(1, (end - start).days)
+    day = rng.integers(0, days, n)
+    hour = rng.choice(24, n, p=HOURS / HOURS.sum())
+    seconds = day * 86400 + hour * 3600 + rng.integers(0, 3600, n)
+    reported = np.array(start, dtype="datetime64[us]") + seconds.astype("timedelta64[s]")
+    # where: around hot spots or anywhere in the district (and a little beyond)
+    grid = locator.indexes["grid"]
+    bbox = grid.bbox[~np.isnan(grid.bbox[:, 0])]
+    minx, miny = bbox[:, 0].min(), bbox[:, 1].min()
+    maxx, maxy = bbox[:, 2].max(), bbox[:, 3].max()
+    spots = rng.integers(0, len(bbox), 40)
+    spot_x = (bbox[spots, 0] + bbox[spots, 2]) / 2
+    spot_y = (bbox[spots, 1] + bbox[spots, 3]) / 2
+    hot = rng.random(n) < 0.45
+    which = rng.integers(0, len(spots), n)
+    x = np.where(hot, spot_x[which] + rng.normal(0, 0.0006, n), rng.uniform(minx - 0.002, maxx + 0.002, n))
+    y = np.where(hot, spot_y[which] + rng.normal(0, 0.0005, n), rng.uniform(miny - 0.002, maxy + 0.002, n))
+    # how it went: older ones mostly closed; resolution around the deadline
+    deadline_h = np.array([hours_by_code[c] for c in category])
+    age_h = (np.datetime64(end, "us") - reported).astype("timedelta64[s]").astype(float) / 3600
+    took_h = deadline_h * rng.lognormal(-0.5, 0.7, n)
+    finished = took_h < age_h
+    state = np.where(finished, np.where(rng.random(n) < 0.8, "closed", "resolved"),
+                     np.where(rng.random(n) < 0.5, "in_progress", "assigned"))
+    dropped = rng.random(n) < 0.04
+    state = np.where(dropped, np.where(rng.random(n) < 0.5, "rejected", "duplicate"), state)
+    channel_names = np.array([c for c, _ in CHANNELS])
+    channel_share = np.array([s for _, s in CHANNELS])
+    return {
+        "category": category, "reported_at": reported, "lon": x, "lat": y, "state": state,
+        "deadline": reported + (deadline_h * 3600).astype("timedelta64[s]"),
+        "resolved_at": np.where(np.isin(state, ["resolved", "closed"]),
+                                reported + (took_h * 3600).astype("timedelta64[s]"), np.datetime64("NaT")),
+        "channel": channel_names[rng.choice(len(channel_names), n, p=channel_share)],
+    }
+
+
+def insert(conn: psycopg.Connection, locator: Locator, columns: dict[str, np.ndarray],
+           progress=lambda *a: None) -> int:
+    """Assign generated incidents to their units (in bulk) and COPY them in."""
+    found = locator.locate(columns["lon"], columns["lat"])
+    ids = {lv: np.where(found[lv] >= 0, locator.units[lv].ids[np.maximum(found[lv], 0)]
+                        if len(locator.units[lv].ids) else 0, 0) for lv in CHAIN}
+    n = len(columns["lon"])
+    unassigned = (found["street"] < 0) & (found["community"] < 0) & (found["grid"] < 0)
+    cols = ("category", "reported_at", "channel", "input_lon", "input_lat", "input_crs", "geom", "state",
+            *(f"{lv}_id" for lv in CHAIN), "unassigned", "deadline", "resolved_at", "closed_at")
+    with conn.cursor().copy(f"COPY incident ({', '.join(cols)}) FROM STDIN") as copy:
+        for i in range(n):
+            lon, lat = float(columns["lon"][i]), float(columns["lat"][i])
+            state = str(columns["state"][i])
+            resolved = columns["resolved_at"][i]
+            resolved_at = None if np.isnat(resolved) else resolved.astype(datetime).isoformat() + "+00:00"
+            copy.write_row((
+                columns["category"][i], columns["reported_at"][i].astype(datetime).isoformat() + "+00:00",
+                columns["channel"][i], lon, lat, "EPSG:4326", f"SRID=4326;POINT({lon!r} {lat!r})", state,
+                *((int(ids[lv][i]) or None) for lv in CHAIN), bool(unassigned[i]),
+                columns["deadline"][i].astype(datetime).isoformat() + "+00:00",
+                resolved_at, resolved_at if state == "closed" else None,
+            ))
+            if i % 50_000 == 0:
+                progress("incidents", i, n)
+    progress("incidents", n, n)
+    return n
+
+
+def window_for_year(end: datetime) -> tuple[datetime, datetime]:
+    return end - timedelta(days=365), end
