@@ -218,6 +218,34 @@ def incidents_import(
         console.print(f"[yellow]{result['errors']} row(s) not imported: see {result['errors_file']}[/]")
 
 
+@incidents_app.command("sample")
+def incidents_sample(
+    count: int = typer.Option(5000, help="How many incidents"),
+    days: int = typer.Option(60, help="Spread over this many days back from now"),
+    seed: int = typer.Option(1),
+) -> None:
+    """Generate realistic incidents (categories, daily rhythm, hot spots) for demos and load tests.
+    They are assigned with the boundaries stored now, whatever their report time."""
+    from datetime import datetime, timedelta, timezone
+
+    from geo import incident_sample, locate
+    from geo.db.connection import connect
+
+    if count < 1 or days < 1:
+        console.print("[bold red]error:[/] --count and --days must be at least 1")
+        raise typer.Exit(2)
+    with _errors(), _progress() as update, connect() as conn:
+        locator = locate.load(conn)
+        if not len(locator.units["grid"].ids):
+            console.print("[bold red]error:[/] no grids are stored: run `gridmap init` first")
+            raise typer.Exit(2)
+        end = datetime.now(timezone.utc)
+        columns = incident_sample.generate(locator, count, end - timedelta(days=days), end, seed=seed)
+        with conn.transaction():
+            n = incident_sample.insert(conn, locator, columns, progress=update)
+    console.print(f"stored {n} generated incidents")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1"),

@@ -34,12 +34,20 @@ def generate(locator: Locator, n: int, start: datetime, end: datetime, seed: int
     share = np.array([v[0] for v in CATEGORIES.values()])
     hours_by_code = dict((k, v[1]) for k, v in CATEGORIES.items())
     category = codes[rng.choice(len(codes), n, p=share / share.sum())]
-    # when: a day of the window, an hour by the daily rhythm
-    days = max(1, (end - start).days)
+    # when: a day of the window, an hour of Beijing time (UTC+8) by the daily rhythm
+    first_midnight = (start + timedelta(hours=8)).replace(hour=0, minute=0, second=0, microsecond=0) \
+        - timedelta(hours=8)
+    days = max(1, (end - first_midnight).days + 1)
     day = rng.integers(0, days, n)
     hour = rng.choice(24, n, p=HOURS / HOURS.sum())
     seconds = day * 86400 + hour * 3600 + rng.integers(0, 3600, n)
-    reported = np.array(start, dtype="datetime64[us]") + seconds.astype("timedelta64[s]")
+    reported = np.array(first_midnight, dtype="datetime64[us]") + seconds.astype("timedelta64[s]")
+    # times that fall outside the window fold back into it, keeping their hour of day
+    over = reported >= np.datetime64(end, "us")
+    reported[over] -= np.timedelta64(days, "D")
+    under = reported < np.datetime64(start, "us")
+    reported[under] += np.timedelta64(1, "D")
+    reported = np.minimum(reported, np.datetime64(end, "us") - np.timedelta64(1, "s"))
     # where: around hot spots or anywhere in the district (and a little beyond)
     grid = locator.indexes["grid"]
     bbox = grid.bbox[~np.isnan(grid.bbox[:, 0])]

@@ -335,3 +335,23 @@ def test_open311_round_trip_with_a_real_client(client, spot):
     missing = client.post("/open311/v2/requests.json", data={"service_code": "manhole"})
     assert missing.status_code == 400 and "missing lat, long" in missing.json()[0]["description"]
     assert client.get("/open311/v2/requests/999999.json").status_code == 404
+
+
+def test_generated_sample_incidents_look_like_a_city(sample_url):
+    from tests.conftest import run_cli
+
+    result = run_cli("incidents", "sample", "--count", "3000", "--days", "30")
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(sample_url) as conn:
+        total, assigned, categories, open_ = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE grid_id IS NOT NULL), count(DISTINCT category), "
+            "count(*) FILTER (WHERE state IN ('assigned', 'in_progress')) FROM incident").fetchone()
+        by_hour = dict(conn.execute(
+            "SELECT extract(hour FROM reported_at AT TIME ZONE 'Asia/Shanghai')::int, count(*) FROM incident GROUP BY 1"
+        ).fetchall())
+        busiest_grid = conn.execute(
+            "SELECT max(n) FROM (SELECT count(*) n FROM incident GROUP BY grid_id) g").fetchone()[0]
+    assert total == 3000 and 0.7 * total < assigned < total  # some fall outside the district
+    assert categories == 11 and open_ > 0
+    assert by_hour.get(10, 0) > 5 * by_hour.get(3, 0)  # the daily rhythm, Beijing time: 10 a.m. vs 3 a.m.
+    assert busiest_grid > 5 * 3000 / 329  # hot spots
