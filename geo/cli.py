@@ -127,9 +127,25 @@ def init(
             return
         if no_sample:
             return
+        from datetime import datetime, timedelta, timezone
+
+        from geo import incident_sample, locate
+
+        # the sample's boundaries are taken to be in force for a year, and 60 days of
+        # generated incidents give the dispatch views something to show
+        now = datetime.now(timezone.utc)
         with _progress() as update:
-            result = imports.load_district(sample or imports.SAMPLE_PATH, progress=update)
+            result = imports.load_district(sample or imports.SAMPLE_PATH, progress=update,
+                                           valid_from=now - timedelta(days=365))
+            with connect() as conn:
+                locator = locate.load(conn)
+                columns = incident_sample.generate(locator, SAMPLE_INCIDENTS, now - timedelta(days=60), now)
+                with conn.transaction():
+                    result["incident"] = incident_sample.insert(conn, locator, columns, progress=update)
         console.print("loaded sample district: " + ", ".join(f"{n} {lv}" for lv, n in result.items()))
+
+
+SAMPLE_INCIDENTS = 3000
 
 
 @app.command()

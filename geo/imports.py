@@ -68,7 +68,7 @@ def _concurrent(exc: Exception) -> Conflict:
 
 
 def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, actor: str = "gridmap",
-                  progress: store.Progress = store._noop) -> dict:
+                  progress: store.Progress = store._noop, valid_from=None) -> dict:
     """Load every level of a district GeoPackage (layers named by level), in one transaction."""
     path = Path(path)
     if not path.exists():
@@ -77,6 +77,11 @@ def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, act
     result = {}
     with connect(url) as conn, conn.transaction():
         change_id = None
+        if valid_from is not None:  # the change set says when the boundaries took effect
+            change_id = conn.execute(
+                "INSERT INTO change_set (kind, actor, note, created_at) VALUES ('load', %s, %s, %s) RETURNING id",
+                [actor, f"district from {path.name}, in force from {valid_from.isoformat()}", valid_from],
+            ).fetchone()[0]
         for level in levels.LEVELS:
             if level not in layers:
                 continue
@@ -84,7 +89,7 @@ def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, act
             summary = store.write_units(
                 conn, level, units, kind="load", actor=actor, note=f"district from {path.name}",
                 progress=lambda stage, done, total, lv=level: progress(f"{lv}: {stage}", done, total),
-                change_id=change_id,
+                change_id=change_id, valid_from=valid_from,
             )
             change_id = summary.change_id or change_id
             result[level] = summary.as_dict()["created"] + summary.as_dict()["changed"]

@@ -389,8 +389,12 @@ def write_units(
     check_codes: bool = True,
     progress: Progress = _noop,
     change_id: int | None = None,
+    valid_from: datetime | None = None,
 ) -> WriteSummary:
-    """Create or change the given units at `level`, in the caller's transaction."""
+    """Create or change the given units at `level`, in the caller's transaction.
+
+    `valid_from` backdates new units (for a first load of boundaries that were already in
+    force); it is refused when the write would change stored units."""
     level = levels.parse_level(level)
     if not units:
         return WriteSummary(change_id)
@@ -487,6 +491,12 @@ def write_units(
             [kind, actor, note],
         ).fetchone()[0]
     now = conn.execute("SELECT now()").fetchone()[0]
+    if valid_from is not None:
+        if changed_idx:
+            raise InvalidInput("a backdated load can only create units, and some of these are stored already")
+        if valid_from > now:
+            raise InvalidInput("valid_from is in the future")
+        now = valid_from
 
     unit_ids = [0] * n
     versions = [1] * n

@@ -355,3 +355,31 @@ def test_generated_sample_incidents_look_like_a_city(sample_url):
     assert categories == 11 and open_ > 0
     assert by_hour.get(10, 0) > 5 * by_hour.get(3, 0)  # the daily rhythm, Beijing time: 10 a.m. vs 3 a.m.
     assert busiest_grid > 5 * 3000 / 329  # hot spots
+
+
+def test_after_a_split_of_a_grid_its_open_incidents_go_to_the_part_holding_them(db_url, tmp_path, start_server):
+    from shapely.geometry import box
+
+    from geo import store
+    from geo.imports import load_file
+    from tests import shapes
+
+    cell = box(114.300, 30.550, 114.320, 30.570)
+    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
+    load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
+              "community")
+    load_file(shapes.write(tmp_path / "g.geojson", [
+        {"code": shapes.COMMUNITY + "001", "name": "大网格", "geometry": cell}]), "grid")
+    base = start_server(db_url)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        north = _report(client, {"lon": 114.31, "lat": 30.565})
+        south = _report(client, {"lon": 114.31, "lat": 30.555})
+        with psycopg.connect(db_url) as conn:
+            (old,) = conn.execute("SELECT unit_id FROM unit_version WHERE level = 'grid'").fetchone()
+            with conn.transaction():
+                store.replace_units(conn, [old], [
+                    store.UnitInput("grid", shapes.COMMUNITY + "002", "北网格", box(114.300, 30.560, 114.320, 30.570)),
+                    store.UnitInput("grid", shapes.COMMUNITY + "003", "南网格", box(114.300, 30.550, 114.320, 30.560)),
+                ], kind="split")
+        assert client.get(f"/incidents/{north['id']}").json()["grid"]["name"] == "北网格"
+        assert client.get(f"/incidents/{south['id']}").json()["grid"]["name"] == "南网格"
