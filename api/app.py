@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -41,30 +42,37 @@ app = FastAPI(
 )
 
 
+class ErrorResponse(JSONResponse):
+    """Errors may quote what the client sent, which need not be valid Unicode: escape it."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 @app.exception_handler(GridmapError)
 async def gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
     headers = {"Retry-After": "5"} if isinstance(exc, SetupError) else None
-    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status,
+    return ErrorResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status,
                         headers=headers)
 
 
 @app.exception_handler(psycopg.OperationalError)
 async def database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-    return JSONResponse({"error": "DatabaseUnavailable", "detail": "the database is not reachable; try again"},
+    return ErrorResponse({"error": "DatabaseUnavailable", "detail": "the database is not reachable; try again"},
                         status_code=503, headers={"Retry-After": "5"})
 
 
 @app.exception_handler(psycopg.errors.UniqueViolation)
 @app.exception_handler(psycopg.errors.ExclusionViolation)
 async def concurrent_change(request: Request, exc: psycopg.Error) -> JSONResponse:
-    return JSONResponse({"error": "Conflict", "detail": "another change to the same unit was committed "
+    return ErrorResponse({"error": "Conflict", "detail": "another change to the same unit was committed "
                          "at the same time; reload and try again"}, status_code=409)
 
 
 @app.exception_handler(psycopg.errors.DataError)
 async def bad_value(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
     message = exc.diag.message_primary or str(exc)
-    return JSONResponse({"error": "InvalidInput", "detail": f"a value cannot be stored: {message}"},
+    return ErrorResponse({"error": "InvalidInput", "detail": f"a value cannot be stored: {message}"},
                         status_code=422)
 
 
@@ -74,7 +82,7 @@ async def bad_request(request: Request, exc: RequestValidationError) -> JSONResp
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         problems.append(f"{where}: {err.get('msg')}" if where else err.get("msg"))
-    return JSONResponse({"error": "InvalidInput", "detail": "; ".join(problems),
+    return ErrorResponse({"error": "InvalidInput", "detail": "; ".join(problems),
                          "problems": jsonable_encoder(exc.errors())}, status_code=422)
 
 

@@ -37,18 +37,28 @@ def _rows(path: Path) -> list[dict]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path.name} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("features"), list):
+            raise InvalidInput(f"{path.name} is not a GeoJSON FeatureCollection")
         rows = []
-        for feature in data.get("features", []) if isinstance(data, dict) else []:
-            props = dict(feature.get("properties") or {})
-            geom = feature.get("geometry") or {}
-            if geom.get("type") == "Point" and len(geom.get("coordinates") or []) >= 2:
-                props["lon"], props["lat"] = geom["coordinates"][:2]
+        for feature in data["features"]:
+            if not isinstance(feature, dict):
+                rows.append({"_problem": "a feature must be a JSON object"})
+                continue
+            props = feature.get("properties") or {}
+            props = dict(props) if isinstance(props, dict) else {"_problem": "properties must be an object"}
+            geom = feature.get("geometry") if isinstance(feature.get("geometry"), dict) else {}
+            coords = geom.get("coordinates")
+            if geom.get("type") == "Point" and isinstance(coords, list) and len(coords) >= 2:
+                props["lon"], props["lat"] = coords[:2]
             rows.append(props)
         return rows
     raise InvalidInput(f"{path.name}: import reads .csv or .geojson files")
 
 
 def _report(row: dict, default_crs: str) -> incidents.Report:
+    if row.get("_problem"):
+        raise InvalidInput(row["_problem"])
+
     def text(key: str) -> str:
         value = row.get(key)
         return "" if value is None else str(value).strip()
@@ -99,8 +109,11 @@ def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path
                     _, was_new = incidents.report_incident(conn, report, locator_for, actor=actor)
                 created += was_new
                 existing += not was_new
-            except (GridmapError, psycopg.DataError) as exc:
+            except GridmapError as exc:
                 problems.append((n, str(row.get("external_id") or ""), str(exc)))
+            except psycopg.Error as exc:  # one row the database refuses does not stop the others
+                problems.append((n, str(row.get("external_id") or ""),
+                                 f"refused by the database: {exc.diag.message_primary or exc}"))
             if n % 200 == 0:
                 progress("importing", n, len(rows))
         progress("importing", len(rows), len(rows))

@@ -39,6 +39,17 @@ CHAIN = ("street", "community", "grid", "compound", "neighbourhood", "building")
 MAX_PHOTOS = 20
 MAX_DESCRIPTION = 5000
 FUTURE_SLACK = timedelta(minutes=10)  # clocks of phones and hotline systems drift
+OLDEST_REPORT = timedelta(days=3653)
+
+
+def check_text(text: str, what: str) -> None:
+    """Text PostgreSQL can store: no NUL, and valid Unicode (no lone surrogates)."""
+    if "\x00" in text:
+        raise InvalidInput(f"{what} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid Unicode text") from None
 
 
 class IllegalTransition(Conflict):
@@ -73,9 +84,10 @@ def _check(conn, report: Report, now: datetime) -> dict:
     if len(report.description) > MAX_DESCRIPTION:
         raise InvalidInput(f"description is longer than {MAX_DESCRIPTION} characters")
     for text, what in ((report.description, "description"), (report.contact or "", "contact"),
-                       (report.external_id or "", "external_id")):
-        if "\x00" in text:
-            raise InvalidInput(f"{what} contains a NUL character")
+                       (report.external_id or "", "external_id"), (report.category, "category")):
+        check_text(text, what)
+    if len(report.external_id or "") > 200 or len(report.contact or "") > 200:
+        raise InvalidInput("external_id and contact are at most 200 characters")
     if len(report.photos) > MAX_PHOTOS:
         raise InvalidInput(f"at most {MAX_PHOTOS} photos a report, not {len(report.photos)}")
     for url in report.photos:
@@ -87,6 +99,8 @@ def _check(conn, report: Report, now: datetime) -> dict:
         raise InvalidInput("reported_at needs a time zone (e.g. 2026-11-25T08:00:00+08:00)")
     if when > now + FUTURE_SLACK:
         raise InvalidInput(f"reported_at {when.isoformat()} is in the future")
+    if when < now - OLDEST_REPORT:
+        raise InvalidInput(f"reported_at {when.isoformat()} is more than 10 years ago: check the date")
     return {"deadline_hours": category[1], "escalate": category[2], "reported_at": when}
 
 
@@ -152,12 +166,17 @@ def report_incident(conn: psycopg.Connection, report: Report, locator_for: Calla
             neighbourhood_id, building_id, unassigned, handled_at_level, worker_id, deadline)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, ST_SetSRID(ST_Point(%s, %s), 4326), %s,
                 %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (external_id) DO NOTHING
         RETURNING id
         """,
         [report.external_id, report.category, report.description, facts["reported_at"], report.channel,
          report.contact, Jsonb(report.photos), report.lon, report.lat, source, lon, lat, state,
          *(chain[lv] for lv in CHAIN), unassigned, level, worker_id, deadline],
-    ).fetchone()[0]
+    ).fetchone()
+    if incident_id is None:  # the same external id arrived at the same moment: that one stands
+        existing = conn.execute("SELECT id FROM incident WHERE external_id = %s", [report.external_id]).fetchone()
+        return get_incident(conn, existing[0]), False
+    incident_id = incident_id[0]
     _event(conn, incident_id, actor, None, "reported", "unassigned: outside every unit" if unassigned else None)
     if worker_id:
         _event(conn, incident_id, "dispatch", "reported", "assigned", f"to the {level}'s worker",
@@ -180,6 +199,8 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
     IllegalTransition when the lifecycle does not allow the move."""
     if to_state not in STATES:
         raise InvalidInput(f"unknown state {to_state!r}: use one of {', '.join(STATES)}")
+    check_text(actor, "actor")
+    check_text(note or "", "note")
     row = conn.execute(
         "SELECT state, version, grid_id, community_id, category FROM incident WHERE id = %s FOR UPDATE",
         [incident_id],
@@ -205,10 +226,18 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
                 raise Conflict(f"incident {incident_id}: no worker is attached to its grid or community; "
                                "name one with worker_id")
         else:
-            worker = conn.execute("SELECT active, unit_id FROM worker WHERE id = %s", [worker_id]).fetchone()
+            worker = conn.execute("SELECT active, unit_id, role FROM worker WHERE id = %s", [worker_id]).fetchone()
             if worker is None or not worker[0]:
                 raise InvalidInput(f"no active worker with id {worker_id}")
-            level = "grid" if worker[1] == grid_id else "community" if worker[1] == community_id else None
+            if worker[1] == grid_id and worker[2] in ("grid_worker", "grid_head"):
+                level = "grid"
+            elif worker[1] == community_id and worker[2] == "community_worker":
+                level = "community"
+            else:
+                raise InvalidInput(
+                    f"worker {worker_id} is a {worker[2]} of unit {worker[1]}: hand incident {incident_id} "
+                    "to a worker or head of its grid, or a community worker of its community"
+                )
         sets.update(worker_id=worker_id, handled_at_level=level, resolved_at=None, closed_at=None)
         data["worker_id"] = worker_id
     elif to_state == "resolved":
@@ -385,6 +414,7 @@ def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:
                       ({', '.join(f'i.{lv}_id' for lv in CHAIN)}))
         FOR UPDATE OF i
         """, [change_id]).fetchall()
+    moved = 0
     for row in rows:
         incident_id, state, level, category = row[:4]
         old = dict(zip(CHAIN, row[4:10]))
@@ -400,14 +430,19 @@ def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:
         sets["unassigned"] = new["street"] is None and new["community"] is None and new["grid"] is None
         data = {"from": {lv: old[lv] for lv in CHAIN if old[lv] != new[lv]},
                 "to": {lv: new[lv] for lv in CHAIN if old[lv] != new[lv]}, "change_id": change_id}
-        if state == "assigned" and level == "grid" and new["grid"] != old["grid"]:
+        new_state = state
+        moved_grid = new["grid"] != old["grid"] or new["community"] != old["community"]
+        if moved_grid and (state == "reported" or (state == "assigned" and level in ("grid", "community"))):
+            # the new grid's worker takes it (or the community's); with nobody there it waits
             escalate = conn.execute("SELECT escalate FROM incident_category WHERE code = %s", [category]).fetchone()[0]
             worker_id, new_level = _dispatch(conn, {"grid": new["grid"], "community": new["community"]}, escalate)
-            if worker_id:
-                sets.update(worker_id=worker_id, handled_at_level=new_level)
-                data["worker_id"] = worker_id
+            sets.update(worker_id=worker_id, handled_at_level=new_level)
+            new_state = "assigned" if worker_id else "reported"
+            data["worker_id"] = worker_id
+        sets["state"] = new_state
         assignments = ", ".join(f"{k} = %s" for k in sets)
         conn.execute(f"UPDATE incident SET {assignments}, version = version + 1 WHERE id = %s",
                      [*sets.values(), incident_id])
-        _event(conn, incident_id, "boundary change", state, state, f"re-assigned after change {change_id}", data)
-    return len(rows)
+        _event(conn, incident_id, "boundary change", state, new_state, f"re-assigned after change {change_id}", data)
+        moved += 1
+    return moved

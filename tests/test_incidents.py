@@ -383,3 +383,41 @@ def test_after_a_split_of_a_grid_its_open_incidents_go_to_the_part_holding_them(
                 ], kind="split")
         assert client.get(f"/incidents/{north['id']}").json()["grid"]["name"] == "北网格"
         assert client.get(f"/incidents/{south['id']}").json()["grid"]["name"] == "南网格"
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b'{"category": "manhole", "lon": 114.29, "lat": 30.54, "description": "\\ud800"}', "unicode"),
+    (b'{"category": "manhole", "lon": 114.29, "lat": 30.54, "reported_at": "0001-01-01T00:00:00Z"}', "10 years"),
+])
+def test_more_bad_reports(client, body, needle):
+    answer = client.post("/incidents", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert needle in answer.text
+
+
+def test_hand_over_only_to_a_worker_of_the_incidents_grid_or_community(client, spot, sample_url):
+    with psycopg.connect(sample_url) as conn:
+        other_grid = conn.execute("SELECT unit_id FROM unit_version WHERE level = 'grid' AND unit_id <> %s "
+                                  "ORDER BY code LIMIT 1", [spot["grid"]]).fetchone()[0]
+    stranger = client.post("/workers", json={"name": "外格员", "role": "grid_worker", "unit_id": other_grid}).json()
+    incident = _report(client, spot)
+    answer = _move(client, incident, "assigned", worker_id=stranger["id"])
+    assert answer.status_code == 422 and "hand incident" in answer.json()["detail"]
+
+
+def test_geojson_import_keeps_good_features_beside_broken_ones(sample_url, spot, tmp_path):
+    import json
+
+    from tests.conftest import run_cli
+
+    path = tmp_path / "reports.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        1,
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [spot["lon"], spot["lat"]]},
+         "properties": {"external_id": "G-1", "category": "noise"}},
+        {"type": "Feature", "geometry": None, "properties": "oops"},
+    ]}), encoding="utf-8")
+    result = run_cli("incidents", "import", str(path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads([line for line in result.stderr.splitlines() if line.startswith("{")][-1])
+    assert (summary["created"], summary["errors"]) == (1, 2)
