@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import db, locators
-from geo import incidents, store
+from geo import incidents, levels, store
 from geo.locate import Locator
 
 router = APIRouter(tags=["incidents"])
@@ -130,17 +130,13 @@ def list_workers(unit_id: int) -> list[dict]:
     return [dict(zip(("id", "name", "role", "unit_id", "phone", "active"), r)) for r in rows]
 
 
-
-
 @router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve")
 def incident_stats(
     level: str = Query("grid", description="street, community, grid, compound or neighbourhood"),
     from_: str = Query(..., alias="from", description="start of the window (ISO 8601), inclusive"),
     to: str = Query(..., description="end of the window (ISO 8601), exclusive"),
 ) -> dict:
-    from geo import levels as levels_mod
-
-    lv = levels_mod.parse_level(level)
+    lv = levels.parse_level(level)
     start, end = store.parse_time(from_), store.parse_time(to)
     with db.pool().connection() as conn, db.pool().connection() as median_conn:
         return jsonable_encoder(incidents.stats(conn, lv, start, end, median_conn=median_conn))

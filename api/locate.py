@@ -16,7 +16,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api import locators
-from geo import crs as crsmod
 from geo import geometry, levels, store
 from geo.errors import InvalidInput
 from geo.locate import Locator
@@ -60,21 +59,6 @@ async def _index_async(as_of: Optional[str]) -> tuple[Locator, Optional[str]]:
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(locators.as_of, when), when.isoformat()
-
-
-def _to_wgs84(x: np.ndarray, y: np.ndarray, crs_text: str) -> tuple[np.ndarray, np.ndarray, str]:
-    source = crsmod.parse(crs_text)
-    projected = not isinstance(source, crsmod.Obfuscated) and source.is_projected
-    if not projected:
-        geometry.check_points(x, y)  # lon/lat input: check it before converting
-    elif not (np.isfinite(x).all() and np.isfinite(y).all()):
-        geometry.check_points(x, y)
-    lon, lat = crsmod.points_to_wgs84(x, y, source)
-    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
-    geometry.check_points(lon, lat)
-    if projected:
-        geometry.check_converted(lon, lat, crsmod.name(source))
-    return lon, lat, crsmod.name(source)
 
 
 def _locate(index: Locator, lon: np.ndarray, lat: np.ndarray, near_m: float):
@@ -135,7 +119,7 @@ async def locate_fast(request: Request) -> Response:
 
 async def _answer_one(lon: float, lat: float, crs: str, as_of, levels_, near: float) -> Response:
     wanted = _levels(levels_)
-    x, y, source = _to_wgs84(np.array([lon]), np.array([lat]), crs)
+    x, y, source = geometry.points_to_wgs84([lon], [lat], crs)
     px, py = float(x[0]), float(y[0])
     index, when = await _index_async(as_of)
     found = index.locate_one(px, py)
@@ -231,7 +215,7 @@ def _parse_and_answer(raw: bytes, crs, as_of, levels_, near, units) -> Response:
 
 def _answer_many(x, y, crs, as_of, levels_, near, with_units: bool = True) -> Response:
     wanted = _levels(levels_)
-    lon, lat, source = _to_wgs84(x, y, crs)
+    lon, lat, source = geometry.points_to_wgs84(x, y, crs)
     index, when = _index(as_of)
     found, distance, near_idx = _locate(index, lon, lat, near)
     m = len(lon)

@@ -31,7 +31,6 @@ import httpx
 import numpy as np
 import psycopg
 import pyogrio
-import shapely
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]

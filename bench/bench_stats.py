@@ -17,7 +17,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo

@@ -152,3 +152,24 @@ def check_converted(x: np.ndarray, y: np.ndarray, source_name: str, labels: list
         f"{label}: in {source_name} it lands at ({x[i]:.5f}, {y[i]:.5f}), outside the plausible area "
         f"lon {minx}..{maxx}, lat {miny}..{maxy}: check the CRS and that x (easting) comes first"
     )
+
+
+def points_to_wgs84(x, y, crs_text: str, labels: list[str] | None = None):
+    """Points a client sent in `crs_text`, checked and converted: (lon, lat, CRS name).
+
+    Lon/lat input is checked before converting (swapped axes, NaN, out of range); the
+    result is checked after, and projected input must land in the plausible area."""
+    from geo import crs as crsmod
+
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    source = crsmod.parse(crs_text)
+    projected = not isinstance(source, crsmod.Obfuscated) and source.is_projected
+    if not projected or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        check_points(x, y, labels)
+    lon, lat = crsmod.points_to_wgs84(x, y, source)
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    check_points(lon, lat, labels)
+    if projected:
+        check_converted(lon, lat, crsmod.name(source), labels)
+    return lon, lat, crsmod.name(source)

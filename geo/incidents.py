@@ -6,17 +6,14 @@ the incident's version, so two people updating one incident never lose an update
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 from urllib.parse import urlparse
 
-import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from geo import crs as crsmod
 from geo import geometry
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.locate import Locator
@@ -106,37 +103,32 @@ def _check(conn, report: Report, now: datetime) -> dict:
 
 def to_wgs84(lon: float, lat: float, crs_text: str) -> tuple[float, float, str]:
     """The report's position in WGS84, or InvalidInput naming what is wrong with it."""
-    source = crsmod.parse(crs_text)
-    x, y = np.array([lon], dtype=float), np.array([lat], dtype=float)
-    projected = not isinstance(source, crsmod.Obfuscated) and source.is_projected
-    if not projected or not (math.isfinite(lon) and math.isfinite(lat)):
-        geometry.check_points(x, y, ["position"])
-    wx, wy = crsmod.points_to_wgs84(x, y, source)
-    wx, wy = np.asarray(wx, dtype=float), np.asarray(wy, dtype=float)
-    geometry.check_points(wx, wy, ["position"])
-    if projected:
-        geometry.check_converted(wx, wy, crsmod.name(source), ["position"])
-    return float(wx[0]), float(wy[0]), crsmod.name(source)
+    wx, wy, source = geometry.points_to_wgs84([lon], [lat], crs_text, ["position"])
+    return float(wx[0]), float(wy[0]), source
+
+
+def _first_worker(conn, role: str, unit_id: int | None) -> int | None:
+    if not unit_id:
+        return None
+    row = conn.execute(
+        "SELECT id FROM worker WHERE active AND role = %s AND unit_id = %s ORDER BY id LIMIT 1", [role, unit_id]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _escalates(conn, category: str) -> bool:
+    return conn.execute("SELECT escalate FROM incident_category WHERE code = %s", [category]).fetchone()[0]
 
 
 def _dispatch(conn, chain: dict[str, int | None], escalate: bool) -> tuple[int | None, str | None]:
     """The worker who takes a new incident: the grid's worker, else (or for categories the
     community handles) a community worker. None when nobody is attached."""
-    if not escalate and chain["grid"]:
-        row = conn.execute(
-            "SELECT id FROM worker WHERE active AND role = 'grid_worker' AND unit_id = %s ORDER BY id LIMIT 1",
-            [chain["grid"]],
-        ).fetchone()
-        if row:
-            return row[0], "grid"
-    if chain["community"]:
-        row = conn.execute(
-            "SELECT id FROM worker WHERE active AND role = 'community_worker' AND unit_id = %s ORDER BY id LIMIT 1",
-            [chain["community"]],
-        ).fetchone()
-        if row:
-            return row[0], "community"
-    return None, None
+    if not escalate:
+        worker = _first_worker(conn, "grid_worker", chain["grid"])
+        if worker:
+            return worker, "grid"
+    worker = _first_worker(conn, "community_worker", chain["community"])
+    return (worker, "community") if worker else (None, None)
 
 
 def report_incident(conn: psycopg.Connection, report: Report, locator_for: Callable[[datetime], Locator],
@@ -220,8 +212,8 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
     data: dict = {}
     if to_state == "assigned":
         if worker_id is None:
-            escalate = conn.execute("SELECT escalate FROM incident_category WHERE code = %s", [category]).fetchone()[0]
-            worker_id, level = _dispatch(conn, {"grid": grid_id, "community": community_id}, escalate)
+            worker_id, level = _dispatch(conn, {"grid": grid_id, "community": community_id},
+                                         _escalates(conn, category))
             if worker_id is None:
                 raise Conflict(f"incident {incident_id}: no worker is attached to its grid or community; "
                                "name one with worker_id")
@@ -401,9 +393,6 @@ def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:
     """Open incidents in units a change closed are re-assigned to the units now holding their
     point, in the same transaction, with an event each; closed ones keep the units they were
     handled in. Returns how many were re-assigned."""
-    exists = conn.execute("SELECT to_regclass('incident') IS NOT NULL").fetchone()[0]
-    if not exists:
-        return 0
     rows = conn.execute(
         f"""
         SELECT i.id, i.state, i.handled_at_level, i.category, {', '.join(f'i.{lv}_id' for lv in CHAIN)},
@@ -434,8 +423,8 @@ def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:
         moved_grid = new["grid"] != old["grid"] or new["community"] != old["community"]
         if moved_grid and (state == "reported" or (state == "assigned" and level in ("grid", "community"))):
             # the new grid's worker takes it (or the community's); with nobody there it waits
-            escalate = conn.execute("SELECT escalate FROM incident_category WHERE code = %s", [category]).fetchone()[0]
-            worker_id, new_level = _dispatch(conn, {"grid": new["grid"], "community": new["community"]}, escalate)
+            worker_id, new_level = _dispatch(conn, {"grid": new["grid"], "community": new["community"]},
+                                             _escalates(conn, category))
             sets.update(worker_id=worker_id, handled_at_level=new_level)
             new_state = "assigned" if worker_id else "reported"
             data["worker_id"] = worker_id

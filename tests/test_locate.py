@@ -5,7 +5,6 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
-import shapely
 from shapely.geometry import box
 
 from geo import datums, store
