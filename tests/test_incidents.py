@@ -421,3 +421,15 @@ def test_geojson_import_keeps_good_features_beside_broken_ones(sample_url, spot,
     assert result.returncode == 0, result.stderr
     summary = json.loads([line for line in result.stderr.splitlines() if line.startswith("{")][-1])
     assert (summary["created"], summary["errors"]) == (1, 2)
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"level": "grid", "from": "2026-12-01", "to": "2026-11-01"}, "must come after"),
+    ({"level": "grid", "from": "last month", "to": "2026-11-01"}, "ISO 8601"),
+    ({"level": "grid", "to": "2026-11-01"}, "from"),
+    ({"level": "village", "from": "2026-10-01", "to": "2026-11-01"}, "unknown level"),
+])
+def test_bad_stats_queries_get_422(client, params, needle):
+    answer = client.get("/stats", params=params)
+    assert answer.status_code == 422, answer.text
+    assert needle in answer.text
