@@ -571,6 +571,13 @@ def _assemble(lattice, communities, compounds, buildings, hoods, county, centre,
         arterial = bool(lattice.y_arterial[j])
         road_rows.append({"code": f"R-EW-{j:03d}", "kind": "arterial" if arterial else "local",
                           "name": names.pick(WORDS) + ("大道" if arterial else "街"), "geom": LineString(pts)})
+    # lanes inside compounds, between rows of buildings (小区内部道路)
+    lane = 0
+    for comp in compounds:
+        for row in comp["rows"][:-1]:
+            lane += 1
+            road_rows.append({"code": f"R-L-{lane:04d}", "kind": "lane", "name": "小区内部路",
+                              "geom": LineString([row["quad"][3], row["quad"][2]])})
     rows["road"] = road_rows
 
     # ---- to WGS84 ---------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_sample_has_the_size_and_mix_the_planning_work_needs(layers):
     nb = layers["neighbourhood"]["households"]
     assert nb.min() >= 10 and nb.max() <= 80
     assert (layers["building"]["floors"] >= 5).all()
-    assert set(layers["road"]["kind"]) == {"arterial", "local"}
+    assert set(layers["road"]["kind"]) == {"arterial", "local", "lane"}
     assert all("社区" in n for n in layers["community"]["name"])
     assert set(layers["compound"]["kind"]) >= {"gated", "open_block"}
 
