@@ -39,7 +39,7 @@ WALL_SAMPLE_M = 4.0  # spacing of points along building walls for the Voronoi te
 MIN_SHARED_M = 0.05
 NODE_GRID_M = 0.001
 SLIVER_WIDTH_M = 0.02  # thinner leftovers between outline and compounds are rounding
-COMPACT_ENOUGH = 0.45  # Polsby-Popper above which refinement stops lifting a part
+COMPACT_ENOUGH = 0.5  # Polsby-Popper above which refinement stops lifting a part
 COMPACT_FLOOR = 0.35   # cheaper-cut moves never push a part below this
 
 
@@ -591,6 +591,23 @@ def _diffuse(st: _State) -> bool:
     return moved
 
 
+def _sweep(st: _State, accept, passes: int) -> None:
+    """Passes over all atoms, making the first move to a neighbouring part that `accept`s."""
+    for _ in range(passes):
+        moved = 0
+        for u in range(st.g.n):
+            p = st.part[u]
+            for q in st.frontier(u):
+                dpen, dcut, pp_p, pp_q, perim_p, perim_q = st.effect(u, q)
+                if not accept(u, p, q, dpen, dcut, pp_p, pp_q) or not st.can_leave(u):
+                    continue
+                st.move(u, q, perim_p, perim_q)
+                moved += 1
+                break
+        if not moved:
+            return
+
+
 def refine(graph: Graph, weights: np.ndarray, part: np.ndarray, k: int, lo: int, hi: int,
            max_moves: int | None = None) -> np.ndarray:
     """Improve a partition by moving boundary atoms between neighbouring parts, never
@@ -636,23 +653,18 @@ def refine(graph: Graph, weights: np.ndarray, part: np.ndarray, k: int, lo: int,
                 break
         if not improved:
             break
+    # 2b. raise the mean: moves that make the two parts more compact together
+    def more_compact(u, p, q, dpen, dcut, pp_p, pp_q):
+        now_p, now_q = st.pp(p), st.pp(q)
+        return (dpen <= 0 and pp_p + pp_q > now_p + now_q + 0.01
+                and min(pp_p, pp_q) >= min(COMPACT_FLOOR, now_p, now_q))
+
     # 3. cheaper cuts that keep every part in the band and no less compact than the floor
-    for _ in range(3):
-        moved = 0
-        for u in range(graph.n):
-            p = st.part[u]
-            for q in st.frontier(u):
-                dpen, dcut, pp_p, pp_q, perim_p, perim_q = st.effect(u, q)
-                if dcut >= -1e-9 or dpen > 0:
-                    continue
-                floor = min(COMPACT_FLOOR, st.pp(p), st.pp(q))
-                if min(pp_p, pp_q) < floor or not st.can_leave(u):
-                    continue
-                st.move(u, q, perim_p, perim_q)
-                moved += 1
-                break
-        if not moved:
-            break
+    def cheaper(u, p, q, dpen, dcut, pp_p, pp_q):
+        return dcut < -1e-9 and dpen <= 0 and min(pp_p, pp_q) >= min(COMPACT_FLOOR, st.pp(p), st.pp(q))
+
+    _sweep(st, more_compact, passes=2)
+    _sweep(st, cheaper, passes=3)
     return st.part
 
 
@@ -676,13 +688,13 @@ def _metis(graph: Graph, weights: np.ndarray, k: int, seed: int, contiguous: boo
     vweights = (weights * 100 + 1).astype(np.int64)
     opts = pymetis.Options(seed=int(seed), ufactor=30, niter=20, ncuts=3, contig=int(contiguous))
     try:
-        _, membership = pymetis.part_graph(k, xadj=xadj, adjncy=adjncy, vweights=vweights,
+        _, membership = pymetis.part_graph(k, pymetis.CSRAdjacency(xadj, adjncy), vweights=vweights,
                                            eweights=eweights, options=opts)
     except Exception:  # METIS refuses contig on some graphs; try without
         if not contiguous:
             raise
         opts = pymetis.Options(seed=int(seed), ufactor=30, niter=20, ncuts=3, contig=0)
-        _, membership = pymetis.part_graph(k, xadj=xadj, adjncy=adjncy, vweights=vweights,
+        _, membership = pymetis.part_graph(k, pymetis.CSRAdjacency(xadj, adjncy), vweights=vweights,
                                            eweights=eweights, options=opts)
     return np.asarray(membership, dtype=np.int64)
 
@@ -801,7 +813,8 @@ def _score(graph: Graph, weights: np.ndarray, part: np.ndarray, k: int, lo: int,
     cut = part[graph.pairs[:, 0]] != part[graph.pairs[:, 1]] if len(graph.pairs) else np.zeros(0, bool)
     length = float(graph.pair_length[cut].sum())
     guided = float(graph.pair_guided[cut].sum()) / length if length else 1.0
-    misses = int(pp.min() < 0.3) + int(pp.mean() < 0.5) + int(guided < 0.7)
+    # a little margin over the targets (0.3, 0.5, 70 %): the store's WGS84 round trip moves them a hair
+    misses = int(pp.min() < 0.32) + int(pp.mean() < 0.52) + int(guided < 0.72)
     return (float(_penalty(tot, lo, hi).sum()), misses, _cut_cost(graph, part))
 
 

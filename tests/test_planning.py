@@ -1,0 +1,226 @@
+"""Planning against the real sample district in a real PostGIS: split, merge, validate,
+plans, commit, stale and failed commits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import psycopg
+import pytest
+import shapely
+
+from geo import crs, plans, validate
+from geo.errors import Conflict, InvalidInput
+from geo.partition import Feature, split
+
+OVERSIZED = 3000
+
+
+def _oversized(conn) -> list[tuple[int, str, int]]:
+    return conn.execute(
+        "SELECT unit_id, code, households FROM unit_version WHERE valid_to IS NULL AND level = 'community' "
+        "AND households > %s ORDER BY code", [OVERSIZED]
+    ).fetchall()
+
+
+def _state(conn) -> tuple:
+    """Everything a failed commit must leave as it was."""
+    return conn.execute(
+        "SELECT (SELECT count(*) FROM unit_version), (SELECT count(*) FROM unit_version WHERE valid_to IS NULL), "
+        "(SELECT count(*) FROM change_set), (SELECT count(*) FROM unit_lineage), "
+        "(SELECT md5(string_agg(id::text || coalesce(valid_to::text, ''), ',' ORDER BY id)) FROM unit_version)"
+    ).fetchone()
+
+
+def test_split_every_oversized_community_meets_every_target(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        big = _oversized(conn)
+        assert len(big) == 15
+        for unit_id, code, households in big:
+            plan = plans.draw_split(conn, unit_id, "grid", band=(300, 500), seed=0)
+            m = plan["metrics"]
+            assert m["targets_missed"] == [], (code, m["targets_missed"], plan["notes"])
+            assert all(300 <= h <= 500 for h in m["households"]), code
+            assert sum(m["households"]) == households, code
+            assert m["contiguous"] == m["parts"]
+            assert m["compounds_split"] == [] and m["buildings_split"] == []
+            assert m["road_or_wall_share"] >= 0.70
+            assert m["polsby_popper_mean"] >= 0.5 and m["polsby_popper_min"] >= 0.3
+            assert m["gap_m2"] <= 1.0 and m["overlap_m2"] <= 1.0
+            assert plan["status"] == "draft" and plan["kind"] == "redraw"
+            # codes: the community's code + 3 digits, each once
+            assert all(u["code"].startswith(code) and len(u["code"]) == 15 for u in plan["units"])
+            assert len({u["code"] for u in plan["units"]}) == len(plan["units"])
+
+
+def test_split_is_deterministic_for_a_seed(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        unit_id = _oversized(conn)[0][0]
+        a = json.loads(plans.plan_geojson(conn, plans.draw_split(conn, unit_id, "grid", seed=3)["id"]))
+        b = json.loads(plans.plan_geojson(conn, plans.draw_split(conn, unit_id, "grid", seed=3)["id"]))
+    ga = [shapely.geometry.shape(f["geometry"]) for f in a["features"]]
+    gb = [shapely.geometry.shape(f["geometry"]) for f in b["features"]]
+    assert len(ga) == len(gb)
+    assert all(x.equals_exact(y, 1e-9) for x, y in zip(ga, gb))
+
+
+def test_commit_split_opens_new_grids_with_lineage_and_valid_coverage(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        unit_id, code, households = _oversized(conn)[0]
+        old = conn.execute(
+            "SELECT unit_id FROM unit_version WHERE valid_to IS NULL AND level = 'grid' AND community_id = %s",
+            [unit_id]).fetchall()
+        plan = plans.draw_split(conn, unit_id, "grid", seed=0)
+        compared = plans.compare(conn, plan["id"])
+        assert compared["households_moved"] >= 0
+        assert sum(sum(u["from"].values()) for u in compared["units"]) == households
+        done = plans.commit_plan(conn, plan["id"])
+        assert done["status"] == "committed" and done["change_id"]
+        grids = conn.execute(
+            "SELECT unit_id, code, households FROM unit_version WHERE valid_to IS NULL AND level = 'grid' "
+            "AND community_id = %s ORDER BY code", [unit_id]).fetchall()
+        assert [g[1] for g in grids] == [u["code"] for u in plan["units"]]
+        assert all(g[0] not in {o[0] for o in old} for g in grids)
+        # the old grids are closed, not deleted, and lineage links them to the new ones
+        closed = conn.execute(
+            "SELECT count(*) FROM unit_version WHERE unit_id = ANY(%s) AND valid_to IS NOT NULL",
+            [[o[0] for o in old]]).fetchone()[0]
+        assert closed == len(old)
+        links = conn.execute("SELECT count(*) FROM unit_lineage WHERE from_unit_id = ANY(%s)",
+                             [[o[0] for o in old]]).fetchone()[0]
+        assert links >= len(grids)
+        # buildings and neighbourhoods now hang from the new grids
+        orphan = conn.execute(
+            "SELECT count(*) FROM unit_version WHERE valid_to IS NULL AND level IN ('building', 'neighbourhood') "
+            "AND grid_id = ANY(%s)", [[o[0] for o in old]]).fetchone()[0]
+        assert orphan == 0
+        report = validate.validate(conn, "grid")
+        assert report["counts"].get("gap", 0) == 0 and report["counts"].get("overlap", 0) == 0, report["counts"]
+        with pytest.raises(Conflict):
+            plans.commit_plan(conn, plan["id"])  # committed already
+
+
+def test_stale_commit_is_refused_and_changes_nothing(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        unit_id = _oversized(conn)[1][0]
+        plan = plans.draw_split(conn, unit_id, "grid", seed=0)
+        # someone edits one of the grids after the plan was drawn
+        gid, version = conn.execute(
+            "SELECT unit_id, version FROM unit_version WHERE valid_to IS NULL AND level = 'grid' "
+            "AND community_id = %s ORDER BY code LIMIT 1", [unit_id]).fetchone()
+        from geo import store
+        store.edit_unit(conn, gid, expected_version=version, name="renamed grid")
+        before = _state(conn)
+        with pytest.raises(Conflict, match="draw the plan again"):
+            plans.commit_plan(conn, plan["id"])
+        assert _state(conn) == before
+        assert plans.get_plan(conn, plan["id"])["status"] == "draft"
+
+
+def test_failed_commit_leaves_the_store_unchanged(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        unit_id = _oversized(conn)[2][0]
+        plan = plans.draw_split(conn, unit_id, "grid", seed=0)
+        fc = json.loads(plans.plan_geojson(conn, plan["id"]))
+        # shrink one unit: the plan now leaves a gap, which commit must refuse
+        f = fc["features"][0]
+        g = shapely.geometry.shape(f["geometry"])
+        lon, lat = g.centroid.coords[0]
+        metric = crs.local_metric(lon, lat)
+        g_m = crs.transform(np.array([g], dtype=object), crs.WGS84, metric)[0]
+        smaller = crs.transform(np.array([g_m.buffer(-15)], dtype=object), metric, crs.WGS84)[0]
+        f["geometry"] = shapely.geometry.mapping(smaller)
+        edited = plans.edit_plan(conn, plan["id"], [f], expected_revision=1)
+        assert edited["revision"] == 2
+        # an edit made on the old revision is stale
+        with pytest.raises(Conflict, match="revision"):
+            plans.edit_plan(conn, plan["id"], [f], expected_revision=1)
+        before = _state(conn)
+        with pytest.raises(InvalidInput, match="gap"):
+            plans.commit_plan(conn, plan["id"])
+        assert _state(conn) == before
+        # the first revision is still on record
+        first = json.loads(plans.plan_geojson(conn, plan["id"], revision=1))
+        assert len(first["features"]) == len(fc["features"])
+
+
+def test_merge_undersized_communities_yields_valid_coverage(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        small = conn.execute(
+            "SELECT code, households FROM unit_version WHERE valid_to IS NULL AND level = 'community' "
+            "AND households < 1000").fetchall()
+        assert len(small) == 4
+        plan = plans.draw_merge(conn, "community", floor=1000)
+        merges = plan["metrics"]["merges"]
+        # every undersized community is merged (as the small one or the receiving one) or explained
+        named = {m["small"] for m in merges} | {m["into"] for m in merges} | {n.split()[1] for n in plan["notes"]}
+        assert named >= {s[0] for s in small}
+        assert all(m["households"] <= 5000 for m in merges)
+        assert plan["metrics"]["households_moved"] == sum(
+            h for c, h in small if c in {m["small"] for m in merges})
+        before = validate.validate(conn, "community")["counts"]
+        plans.commit_plan(conn, plan["id"])
+        after = validate.validate(conn, "community")
+        assert after["counts"].get("gap", 0) == before.get("gap", 0) == 0
+        assert after["counts"].get("overlap", 0) == 0 and after["counts"].get("invalid_edge", 0) == 0
+        left = conn.execute(
+            "SELECT count(*) FROM unit_version WHERE valid_to IS NULL AND level = 'community' "
+            "AND households < 1000").fetchone()[0]
+        assert left < len(small)
+        # grids now lie in the merged communities
+        report = validate.validate(conn, "grid")
+        assert report["counts"].get("outside_parent", 0) == 0 and report["counts"].get("gap", 0) == 0
+
+
+def test_validation_finds_planted_gaps_and_overlaps(sample_url):
+    from geo import store
+
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        assert validate.validate(conn, "grid")["counts"].get("gap", 0) == 0
+        rows = conn.execute(
+            "SELECT unit_id, version, code, ST_AsBinary(geom) FROM unit_version WHERE valid_to IS NULL "
+            "AND level = 'grid' AND code LIKE '420199001001%%' ORDER BY code").fetchall()
+        (a_id, a_ver, a_code, a_wkb), (b_id, b_ver, b_code, b_wkb) = rows[0], rows[1]
+        a = shapely.from_wkb(bytes(a_wkb))
+        b = shapely.from_wkb(bytes(b_wkb))
+        lon, lat = a.centroid.coords[0]
+        metric = crs.local_metric(lon, lat)
+        a_m, b_m = crs.transform(np.array([a, b], dtype=object), crs.WGS84, metric)
+        # plant a gap: cut a 20 m square hole out of grid A (nothing else covers it)
+        c = a_m.representative_point()
+        hole = shapely.box(c.x - 10, c.y - 10, c.x + 10, c.y + 10)
+        # and an overlap: grow B into A by 8 m along their shared edge
+        grown = shapely.intersection(b_m.union(shapely.intersection(a_m, b_m.buffer(8))), a_m.union(b_m))
+        new_a, new_b = crs.transform(np.array([a_m.difference(hole), grown], dtype=object), metric, crs.WGS84)
+        with conn.transaction():
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for uid, geom in ((a_id, new_a), (b_id, new_b)):
+                conn.execute("UPDATE unit_version SET geom = ST_Multi(ST_GeomFromWKB(%s, 4326)) "
+                             "WHERE unit_id = %s AND valid_to IS NULL", [shapely.to_wkb(geom), uid])
+        report = validate.validate(conn, "grid")
+        gaps = [f for f in report["features"] if f["properties"]["problem"] == "gap"]
+        overlaps = [f for f in report["features"] if f["properties"]["problem"] == "overlap"]
+        assert len(gaps) >= 1 and any(abs(f["properties"]["area_m2"] - 400) < 5 for f in gaps)
+        assert len(overlaps) == 1 and set(overlaps[0]["properties"]["codes"]) == {a_code, b_code}
+        assert overlaps[0]["properties"]["area_m2"] > 100
+        # each problem carries a location a map can show, inside the grid's community
+        lon_, lat_ = gaps[0]["properties"]["location"]
+        assert abs(lon_ - lon) < 0.01 and abs(lat_ - lat) < 0.01
+        assert report["valid"] is False
+
+
+def test_split_explains_a_building_too_big_for_the_band():
+    # one tower of 900 households among small houses: the part holding it is over the band,
+    # and the planner says why
+    outline = shapely.box(0, 0, 400, 200)
+    buildings = [Feature("T", shapely.box(20, 20, 80, 80), 900)]
+    for k in range(30):
+        x, y = 120 + (k % 10) * 27, 20 + (k // 10) * 55
+        buildings.append(Feature(f"H{k}", shapely.box(x, y, x + 15, y + 25), 40))
+    result = split(outline, [], buildings, [], (300, 500), seed=0)
+    assert any("T alone has 900 households" in n for n in result.notes)
+    tower_part = next(p for p in result.parts if "T" in p.buildings)
+    assert tower_part.households >= 900
+    assert sum(p.households for p in result.parts) == 900 + 30 * 40
+    assert shapely.union_all([p.geom for p in result.parts]).symmetric_difference(outline).area < 1e-3
