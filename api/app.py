@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from api import db, incidents, locate, open311, units
+from api import db, incidents, locate, open311, plans, units
 from geo import store
 from geo.db.migrations import applied
 from geo.errors import GridmapError, SetupError
@@ -107,6 +107,7 @@ app.include_router(units.router)
 app.include_router(locate.router)
 app.include_router(incidents.router)
 app.include_router(open311.router)
+app.include_router(plans.router)
 # GET /locate is answered by a plain Starlette route placed first (see api/locate.py);
 # the FastAPI declaration above stays for the OpenAPI docs.
 app.router.routes.insert(0, Route("/locate", locate.locate_fast, methods=["GET"], include_in_schema=False))

@@ -20,6 +20,9 @@ db_app = typer.Typer(help="Manage the embedded PostGIS cluster under .gridmap/pg
 app.add_typer(db_app, name="db")
 incidents_app = typer.Typer(help="Incidents: bulk import of hotline exports.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
+plan_app = typer.Typer(help="Planning: split oversized units, merge undersized ones, commit plans.",
+                       no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
 console = Console(stderr=True)
 
 
@@ -260,6 +263,176 @@ def incidents_sample(
         with conn.transaction():
             n = incident_sample.insert(conn, locator, columns, progress=update)
     console.print(f"stored {n} generated incidents")
+
+
+# ---- planning ----------------------------------------------------------------------
+
+def _show_plan(plan: dict) -> None:
+    from rich.table import Table
+
+    m = plan["metrics"]
+    console.print(f"plan [bold]{plan['id']}[/] ({plan['kind']}, {plan['status']}, revision {plan['revision']}): "
+                  f"{len(plan['units'])} {plan['level']} unit(s) replacing {len(plan['replaces'])}")
+    table = Table("code", "name", "households", "Polsby-Popper")
+    pp = m.get("polsby_popper") or []
+    for k, u in enumerate(plan["units"]):
+        table.add_row(u["code"], u["name"], str(u["households"]), f"{pp[k]:.2f}" if k < len(pp) else "")
+    console.print(table)
+    if "road_or_wall_share" in m:
+        console.print(
+            f"in band {m['in_band']}/{m['parts']} (max deviation {m['max_deviation']}), contiguous "
+            f"{m['contiguous']}/{m['parts']}, compounds split {len(m['compounds_split'])}, buildings split "
+            f"{len(m['buildings_split'])}, new boundary on roads or walls {m['road_or_wall_share']:.0%}, "
+            f"Polsby-Popper mean {m['polsby_popper_mean']:.2f} min {m['polsby_popper_min']:.2f}"
+        )
+    if "households_moved" in m:
+        console.print(f"households changing unit: {m['households_moved']}")
+    for note in plan["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+    missed = m.get("targets_missed") or []
+    console.print("[green]every quality target met[/]" if not missed else
+                  "[red]targets missed:[/] " + "; ".join(missed))
+
+
+@plan_app.command("split")
+def plan_split(
+    unit: str = typer.Argument(..., help="id or code of the community or grid"),
+    into: str = typer.Option("grids", "--into", help="grids, communities or neighbourhoods"),
+    households: Optional[str] = typer.Option(None, "--households", help="band LOW-HIGH, e.g. 300-500"),
+    parts: Optional[int] = typer.Option(None, "--parts", help="number of parts (default: chosen)"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Draw a plan splitting a unit into balanced, contiguous, compact parts (stored as a draft)."""
+    from geo import levels, plans
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn, _progress() as progress:
+        lv = levels.parse_level(into)
+        band = plans.parse_band(households, lv) if households else None
+        plan = plans.draw_split(conn, plans.resolve_unit(conn, unit), lv, band=band, parts=parts,
+                                seed=seed, progress=progress)
+    _show_plan(plan)
+    console.print(f"preview: gridmap plan export {plan['id']}; apply: gridmap plan commit {plan['id']}")
+
+
+@plan_app.command("merge")
+def plan_merge(
+    level: str = typer.Option("community", "--level"),
+    floor: Optional[int] = typer.Option(None, "--floor", help="merge units below this many households "
+                                        "(default: 1,000 communities, 200 grids)"),
+    ceiling: Optional[int] = typer.Option(None, "--ceiling", help="no merged unit above this"),
+) -> None:
+    """Draw a plan merging each undersized unit into the neighbour it shares most boundary with."""
+    from geo import plans
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        plan = plans.draw_merge(conn, level, floor=floor, ceiling=ceiling)
+    for m in plan["metrics"]["merges"]:
+        console.print(f"merge {m['small']} into {m['into']}: {m['households']} households, "
+                      f"shared boundary {m['shared_boundary_m']} m")
+    _show_plan(plan)
+
+
+@plan_app.command("list")
+def plan_list(status: Optional[str] = typer.Option(None, "--status")) -> None:
+    """Plans, newest first."""
+    from geo import plans
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        for p in plans.list_plans(conn, status):
+            console.print(f"{p['id']:>5}  {p['kind']:<7} {p['status']:<9} {p['level']:<13} "
+                          f"{p['parts'] or 0:>3} unit(s)  {p['created_at']:%Y-%m-%d %H:%M}")
+
+
+@plan_app.command("show")
+def plan_show(plan_id: int) -> None:
+    """One plan with its metrics and how it compares with the current boundaries."""
+    from geo import plans
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        plan = plans.get_plan(conn, plan_id)
+        compared = plans.compare(conn, plan_id)
+    _show_plan(plan)
+    console.print(f"households that would change unit: {compared['households_moved']}")
+
+
+@plan_app.command("export")
+def plan_export(plan_id: int, output: Path = typer.Option(None, "--output", "-o")) -> None:
+    """Write the plan's proposed units as GeoJSON (to edit in QGIS and upload again)."""
+    from geo import plans
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        text = plans.plan_geojson(conn, plan_id)
+    path = output or Path(f"plan-{plan_id}.geojson")
+    path.write_text(text, encoding="utf-8")
+    console.print(f"wrote {path}")
+
+
+@plan_app.command("edit")
+def plan_edit(plan_id: int, geojson: Path, revision: int = typer.Option(..., "--revision"),
+              crs_name: Optional[str] = typer.Option(None, "--crs")) -> None:
+    """Upload changed polygons (features matched by code) as a new revision of the plan."""
+    from geo import plans
+    from geo.db.connection import connect
+    from geo.errors import InvalidInput
+
+    with _errors():
+        try:
+            features = json.loads(geojson.read_text(encoding="utf-8")).get("features")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"{geojson}: not a GeoJSON FeatureCollection ({exc})") from None
+        with connect() as conn:
+            plan = plans.edit_plan(conn, plan_id, features, expected_revision=revision, crs_text=crs_name)
+    _show_plan(plan)
+
+
+@plan_app.command("commit")
+def plan_commit(plan_id: int, revision: Optional[int] = typer.Option(None, "--revision")) -> None:
+    """Re-validate and apply a draft plan in one transaction (refused if the units changed since)."""
+    from geo import plans
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        plan = plans.commit_plan(conn, plan_id, expected_revision=revision)
+    console.print(f"committed plan {plan_id}: change set(s) {plan['change_ids']}")
+
+
+@plan_app.command("discard")
+def plan_discard(plan_id: int) -> None:
+    """Discard a draft plan (it stays on record)."""
+    from geo import plans
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        plans.discard_plan(conn, plan_id)
+    console.print(f"discarded plan {plan_id}")
+
+
+@app.command("validate")
+def validate_units(
+    level: Optional[str] = typer.Option(None, "--level", "-l", help="one level (default: all)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the problems as GeoJSON"),
+) -> None:
+    """Report gaps, overlaps, units outside their parent or band, and non-contiguous units."""
+    from geo import levels, validate
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        report = validate.validate(conn, levels.parse_level(level) if level else None)
+    if output:
+        output.write_text(validate.to_text(report), encoding="utf-8")
+        console.print(f"wrote {len(report['features'])} problem(s) to {output}")
+    for f in report["features"][:50]:
+        console.print(f"{f['properties']['problem']:<15} {f['properties']['message']}")
+    if len(report["features"]) > 50:
+        console.print(f"... and {len(report['features']) - 50} more")
+    console.print(f"counts: {report['counts'] or 'no problems'}")
+    if any(k in report["counts"] for k in ("gap", "overlap", "outside_parent")):
+        raise typer.Exit(1)
 
 
 @app.command()

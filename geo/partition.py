@@ -158,6 +158,22 @@ def _width(geom) -> float:
     return 2 * geom.area / geom.length if geom.length else 0.0
 
 
+def union_find(n: int):
+    """find(i) -> the representative of i's set; join(i, j) merges two sets."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        parent[find(i)] = find(j)
+
+    return find, join
+
+
 def _probe(geom):
     return geom if geom.geom_type == "Point" else geom.point_on_surface()
 
@@ -167,14 +183,7 @@ def _cell_groups(region, cells: list[Feature], inside: list[Feature]) -> list[At
     one building spans go together, so neither the buildings nor the cells are cut. Land of
     the compound outside every cell becomes atoms without households."""
     cgeoms = np.array([c.geom for c in cells], dtype=object)
-    parent = list(range(len(cells)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    find, join = union_find(len(cells))
     tree = shapely.STRtree(cgeoms)
     owner_of: dict[int, int] = {}
     for bi, b in enumerate(inside):
@@ -184,7 +193,7 @@ def _cell_groups(region, cells: list[Feature], inside: list[Feature]) -> list[At
             hits = hits[areas > 1.0] if (areas > 1.0).any() else hits[[int(np.argmax(areas))]]
         if len(hits):
             for h in hits[1:]:
-                parent[find(int(h))] = find(int(hits[0]))
+                join(int(h), int(hits[0]))
             owner_of[bi] = int(hits[0])
     groups: dict[int, list[int]] = {}
     for i in range(len(cells)):

@@ -157,16 +157,15 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
     progress("partitioning", 0, 1)
     try:
         if into == "neighbourhood":
-            result_parts, notes = _split_by_compound(ctx, band, seed)
+            attrs = dict(conn.execute(
+                "SELECT code, attributes FROM unit_version WHERE valid_to IS NULL AND level = 'building' "
+                "AND grid_id = %s", [unit_id]).fetchall())
+            result_parts, notes = _split_by_compound(ctx, band, seed, attrs)
         else:
             compounds = ctx.compounds
             cells = ctx.cells
             if into == "community":
-                # communities are made of whole grids: the grids act as compounds
-                grid_rows = _with_chain(conn, "grid", "community_id", unit_id)
-                compounds = _features(grid_rows, ctx.metric)
-                for g, feat in zip(grid_rows, compounds):
-                    feat.households = int(g["households"] or 0)
+                compounds = _grid_clusters(conn, unit_id, ctx.metric)
                 cells = []
             result = partition.split(ctx.outline, compounds, ctx.buildings if into != "community" else [],
                                      ctx.roads, band, parts=parts, seed=seed, cells=cells)
@@ -186,7 +185,58 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
                         "parent_version": unit["version"]}, actor)
 
 
-def _split_by_compound(ctx: Context, band, seed):
+def _grid_clusters(conn, community_id: int, metric) -> list[Feature]:
+    """Whole grids, joined where a compound spans several: new communities are made of
+    these, so no grid and no compound is cut."""
+    grids = _features(_with_chain(conn, "grid", "community_id", community_id), metric)
+    comps = _features(_with_chain(conn, "compound", "community_id", community_id), metric)
+    find, join = partition.union_find(len(grids))
+    if grids and comps:
+        tree = shapely.STRtree(np.array([g.geom for g in grids], dtype=object))
+        for c in comps:
+            hits = [int(h) for h in tree.query(c.geom, predicate="intersects")
+                    if shapely.intersection(grids[int(h)].geom, c.geom).area > 1.0]
+            for h in hits[1:]:
+                join(h, hits[0])
+    groups: dict[int, list[int]] = {}
+    for i in range(len(grids)):
+        groups.setdefault(find(i), []).append(i)
+    return [Feature("+".join(grids[i].code for i in idx),
+                    shapely.union_all([grids[i].geom for i in idx], grid_size=partition.NODE_GRID_M),
+                    sum(grids[i].households for i in idx))
+            for idx in groups.values()]
+
+
+def _entrances(buildings: list[Feature], ceiling: int, attrs: dict[str, dict]) -> list[Feature]:
+    """Buildings above the ceiling cut into their entrances (单元) along their long side, so
+    a small neighbourhood can be a few entrances of one building."""
+    out = []
+    for b in buildings:
+        n = int((attrs.get(b.code) or {}).get("entrances") or 0) or int(np.ceil(b.households / ceiling))
+        if b.households <= ceiling or n <= 1 or b.geom.geom_type == "Point":
+            out.append(b)
+            continue
+        rect = b.geom.minimum_rotated_rectangle
+        xy = np.asarray(rect.exterior.coords)[:4]
+        e1, e2 = xy[1] - xy[0], xy[3] - xy[0]
+        if np.hypot(*e1) < np.hypot(*e2):
+            e1, e2 = e2, e1
+            origin = xy[0]
+        else:
+            origin = xy[0]
+        base = b.households // n
+        for k in range(n):
+            a0, a1 = k / n, (k + 1) / n
+            quad = shapely.Polygon([origin + a0 * e1, origin + a1 * e1, origin + a1 * e1 + e2, origin + a0 * e1 + e2])
+            piece = partition._polygonal(shapely.intersection(b.geom, quad))
+            if piece.is_empty:
+                continue
+            hh = base + (1 if k < b.households - base * n else 0)
+            out.append(Feature(f"{b.code}#{k + 1}", piece, hh, b.code, b.name))
+    return out
+
+
+def _split_by_compound(ctx: Context, band, seed, attrs=None):
     """Small neighbourhoods never cross a compound: each compound's part of the grid is
     split on its own."""
     out, notes = [], []
@@ -199,6 +249,7 @@ def _split_by_compound(ctx: Context, band, seed):
         if total == 0:
             out.append((piece, 0, comp.code))
             continue
+        inside = _entrances(inside, band[1], attrs or {})
         try:
             res = partition.split(piece, [], inside, ctx.roads, band, seed=seed, tries=3)
         except partition.Infeasible:

@@ -246,7 +246,7 @@ def test_a_grid_must_be_a_polygon(small, tmp_path):
 def test_roads_load_with_the_district(sample_url):
     with psycopg.connect(sample_url) as conn:
         kinds = dict(conn.execute("SELECT kind, count(*) FROM road GROUP BY kind").fetchall())
-    assert set(kinds) == {"arterial", "local"} and sum(kinds.values()) == 26
+    assert set(kinds) == {"arterial", "local", "lane"} and sum(kinds.values()) == 1137
 
 
 def test_a_child_covering_a_hole_of_its_parent_is_refused(db_url, tmp_path):

@@ -224,3 +224,71 @@ def test_split_explains_a_building_too_big_for_the_band():
     assert tower_part.households >= 900
     assert sum(p.households for p in result.parts) == 900 + 30 * 40
     assert shapely.union_all([p.geom for p in result.parts]).symmetric_difference(outline).area < 1e-3
+
+
+def test_planning_over_http(server):
+    import httpx
+
+    with httpx.Client(base_url=server, timeout=60) as http:
+        units = http.get("/units", params={"level": "community"}).json()["features"]
+        big = max(units, key=lambda f: f["properties"]["households"])["properties"]
+        r = http.post("/plans/split", json={"unit": big["code"], "into": "grids", "households": "300-500"})
+        assert r.status_code == 201, r.text
+        plan = r.json()
+        assert plan["status"] == "draft" and plan["metrics"]["targets_missed"] == []
+        preview = http.get(f"/plans/{plan['id']}/units")
+        assert preview.headers["content-type"].startswith("application/geo+json")
+        fc = preview.json()
+        assert len(fc["features"]) == len(plan["units"]) and fc["revision"] == 1
+        compared = http.get(f"/plans/{plan['id']}/compare").json()
+        assert sum(u["households"] for u in compared["units"]) == big["households"]
+        assert http.get("/plans", params={"status": "draft"}).json()[0]["id"] == plan["id"]
+        # bad input gets a 4xx naming the problem
+        bad = http.post("/plans/split", json={"unit": big["code"], "into": "grids", "households": "500-300"})
+        assert bad.status_code == 422 and "floor" in bad.json()["detail"]
+        bad = http.post("/plans/split", json={"unit": big["code"], "into": "streets"})
+        assert bad.status_code == 422 and "split into" in bad.json()["detail"]
+        assert http.post("/plans/split", json={"unit": "999999999999"}).status_code == 404
+        bad = http.put(f"/plans/{plan['id']}/units", json={"revision": 1, "features": [
+            {"type": "Feature", "properties": {"code": "nope"}, "geometry": fc["features"][0]["geometry"]}]})
+        assert bad.status_code == 422 and "nope" in bad.json()["detail"]
+        stale = http.put(f"/plans/{plan['id']}/units", json={"revision": 7, "features": fc["features"][:1]})
+        assert stale.status_code == 409
+        assert http.post("/plans/split", content=b"{not json", headers={"content-type": "application/json"}
+                         ).status_code == 422
+        # commit applies it; a second commit is refused
+        done = http.post(f"/plans/{plan['id']}/commit", json={"revision": 1})
+        assert done.status_code == 200, done.text
+        assert http.post(f"/plans/{plan['id']}/commit").status_code == 409
+        grids = http.get("/units", params={"level": "grid", "within": big["id"]}).json()["features"]
+        assert sorted(g["properties"]["code"] for g in grids) == sorted(u["code"] for u in plan["units"])
+        # validation over HTTP, as GeoJSON
+        report = http.get("/validate", params={"level": "grid"})
+        assert report.status_code == 200 and report.json()["type"] == "FeatureCollection"
+        assert report.json()["counts"].get("gap", 0) == 0
+        assert http.get("/validate", params={"level": "planet"}).status_code == 422
+        # merge, then discard
+        merged = http.post("/plans/merge", json={"level": "community", "floor": 1000})
+        assert merged.status_code == 201 and merged.json()["kind"] == "merge"
+        assert http.post(f"/plans/{merged.json()['id']}/discard").json()["status"] == "discarded"
+
+
+def test_planning_cli(sample_url):
+    from tests.conftest import run_cli
+
+    with psycopg.connect(sample_url) as conn:
+        code = _oversized(conn)[0][1]
+    out = run_cli("plan", "split", code, "--into", "grids", "--households", "300-500")
+    assert out.returncode == 0, out.stderr
+    assert "every quality target met" in out.stderr
+    plan_id = int(out.stderr.split("plan ")[1].split()[0])
+    shown = run_cli("plan", "show", str(plan_id))
+    assert shown.returncode == 0 and "households that would change unit" in shown.stderr
+    committed = run_cli("plan", "commit", str(plan_id))
+    assert committed.returncode == 0, committed.stderr
+    again = run_cli("plan", "commit", str(plan_id))
+    assert again.returncode == 2 and "committed" in again.stderr
+    checked = run_cli("validate", "--level", "grid")
+    assert checked.returncode == 0, checked.stderr
+    bad = run_cli("plan", "split", code, "--into", "streets")
+    assert bad.returncode == 2 and "split into" in bad.stderr
