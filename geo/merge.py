@@ -68,11 +68,11 @@ def propose(conn, level: str, floor: int | None = None, ceiling: int | None = No
     return groups, notes
 
 
-def merged_geometry(a, b, label: str):
+def merged_geometry(a, b, level: str, label: str):
     """The union of two neighbours. Where they share edges vertex for vertex, the coverage
     union keeps every outer vertex, so the merged unit still matches its other neighbours
     edge for edge; otherwise an ordinary union."""
     union = shapely.coverage_union_all([a, b])
     if not union.is_valid or union.is_empty or abs(union.area - a.area - b.area) > 1e-6 * (a.area + b.area):
         union = shapely.union_all([a, b])
-    return geometry.normalise(union, "community", label)
+    return geometry.normalise(union, level, label)

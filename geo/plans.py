@@ -176,7 +176,7 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
     if into == unit["level"]:
         replaces = [unit]
     else:
-        replaces = [r | {"unit_id": r["unit_id"]} for r in _replaced_children(conn, into, unit)]
+        replaces = _replaced_children(conn, into, unit)
     proposed = _name_parts(conn, unit, into, result_parts, replaces)
     metrics = _metrics(ctx, into, band, [p["geom_m"] for p in proposed], [p["households"] for p in proposed])
     kind = "split" if into == unit["level"] or not replaces else "redraw"
@@ -220,10 +220,8 @@ def _entrances(buildings: list[Feature], ceiling: int, attrs: dict[str, dict]) -
         xy = np.asarray(rect.exterior.coords)[:4]
         e1, e2 = xy[1] - xy[0], xy[3] - xy[0]
         if np.hypot(*e1) < np.hypot(*e2):
-            e1, e2 = e2, e1
-            origin = xy[0]
-        else:
-            origin = xy[0]
+            e1, e2 = e2, e1  # e1 runs along the long side
+        origin = xy[0]
         base = b.households // n
         for k in range(n):
             a0, a1 = k / n, (k + 1) / n
@@ -691,7 +689,7 @@ def draw_merge(conn, level: str, *, floor: int | None = None, ceiling: int | Non
         small, into = grp["small"], grp["into"]
         for r in (small, into):
             replaces.append({"grp": g, "unit_id": r["unit_id"], "version": r["version"], "code": r["code"]})
-        geom = merge.merged_geometry(small["geom"], into["geom"], f"{level} {into['code']} + {small['code']}")
+        geom = merge.merged_geometry(small["geom"], into["geom"], level, f"{level} {into['code']} + {small['code']}")
         pop = (small["population"] or 0) + (into["population"] or 0) if (small["population"] or into["population"]) else None
         proposed.append({"grp": g, "seq": g, "code": into["code"], "name": into["name"],
                          "households": grp["households"], "population": pop,

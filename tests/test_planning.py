@@ -267,6 +267,18 @@ def test_planning_over_http(server):
         assert report.status_code == 200 and report.json()["type"] == "FeatureCollection"
         assert report.json()["counts"].get("gap", 0) == 0
         assert http.get("/validate", params={"level": "planet"}).status_code == 422
+        # bad merges and unknown plans: a clear 4xx, and no plan stored
+        count = len(http.get("/plans").json())
+        bad = http.post("/plans/merge", json={"level": "community", "floor": 6000, "ceiling": 5000})
+        assert bad.status_code == 422 and "floor" in bad.json()["detail"]
+        bad = http.post("/plans/merge", json={"level": "building"})
+        assert bad.status_code == 422 and "building" in bad.json()["detail"]
+        assert http.post("/plans/merge", json={"level": "community", "flor": 10}).status_code == 422
+        assert len(http.get("/plans").json()) == count
+        assert http.get("/plans/999999").status_code == 404
+        assert http.get("/plans/999999/compare").status_code == 404
+        assert http.post("/plans/999999/commit").status_code == 404
+        assert http.get("/plans", params={"status": "maybe"}).status_code == 422
         # merge, then discard
         merged = http.post("/plans/merge", json={"level": "community", "floor": 1000})
         assert merged.status_code == 201 and merged.json()["kind"] == "merge"
