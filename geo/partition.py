@@ -39,6 +39,7 @@ WALL_SAMPLE_M = 4.0  # spacing of points along building walls for the Voronoi te
 MIN_SHARED_M = 0.05
 NODE_GRID_M = 0.001
 SLIVER_WIDTH_M = 0.02  # thinner leftovers between outline and compounds are rounding
+CRUMB_M2 = 0.5  # a detached piece of a territory smaller than this, with no neighbour, is rounding
 COMPACT_ENOUGH = 0.5  # Polsby-Popper above which refinement stops lifting a part
 COMPACT_FLOOR = 0.35   # cheaper-cut moves never push a part below this
 
@@ -62,6 +63,7 @@ class Atom:
     territory: object
     compound: str | None
     members: list[str] = field(default_factory=list)  # building codes
+    anchors: list = field(default_factory=list)  # points of its buildings: where it must stay
 
 
 @dataclass
@@ -131,6 +133,8 @@ def _building_territories(area, buildings: list[Feature]) -> list:
     xy, owner = _wall_points(geoms, WALL_SAMPLE_M)
     cells = shapely.get_parts(shapely.voronoi_polygons(
         MultiPoint(xy), extend_to=area.envelope.buffer(10), ordered=True))
+    # GEOS returns an empty collection for a degenerate cell (nearly coincident points)
+    cells = np.where(shapely.get_type_id(cells) == 3, cells, shapely.Polygon())
     out = []
     for i in range(len(buildings)):
         mine = cells[owner == i]
@@ -207,7 +211,7 @@ def _cell_groups(region, cells: list[Feature], inside: list[Feature]) -> list[At
         hh = sum(b.households for b in blds) if blds else sum(cells[i].households for i in members)
         key = blds[0].code if blds else cells[members[0]].code
         atoms.append(Atom(key, "building" if blds else "cell", int(hh), terr, None,
-                          [b.code for b in blds]))
+                          [b.code for b in blds], [_probe(b.geom) for b in blds]))
     rest = _polygonal(shapely.difference(region, shapely.union_all(cgeoms)))
     for k, face in enumerate(shapely.get_parts(rest)):
         if _width(face) > SLIVER_WIDTH_M:
@@ -250,7 +254,8 @@ def make_atoms(outline, compounds: list[Feature], buildings: list[Feature], road
         from_buildings = sum(b.households for b in inside)
         households = from_buildings if from_buildings > 0 or own_hh is None else own_hh
         if households <= ceiling or len(inside) <= 1:
-            atoms.append(Atom(key, kind, int(households), geom, key, [b.code for b in inside]))
+            atoms.append(Atom(key, kind, int(households), geom, key, [b.code for b in inside],
+                              [_probe(b.geom) for b in inside]))
             continue
         mine = [c for c in (cells or []) if geom.contains(_probe(c.geom))]
         if mine:
@@ -259,7 +264,7 @@ def make_atoms(outline, compounds: list[Feature], buildings: list[Feature], road
                 atoms.append(atom)
             continue
         for b, terr in zip(inside, _building_territories(geom, inside)):
-            atoms.append(Atom(b.code, "building", int(b.households), terr, key, [b.code]))
+            atoms.append(Atom(b.code, "building", int(b.households), terr, key, [b.code], [_probe(b.geom)]))
     return _noded(outline, atoms)
 
 
@@ -284,30 +289,65 @@ def _noded(outline, atoms: list[Atom]) -> list[Atom]:
     if len(lost):  # faces in no territory: to the nearest territory
         near_f, near_a = tree.query_nearest(probes[lost], return_distance=False, all_matches=False)
         owner[lost[near_f]] = near_a
-    # slivers (rounding between nearly equal edges) go to the face they share most edge with,
-    # so that no territory ends up with a stray piece
-    tiny = np.flatnonzero(shapely.area(faces) < 1e-3)
-    if len(tiny):
+    # crumbs (rounding between nearly equal edges) go to the face they share the most edge
+    # with, so that no territory ends up with a stray piece. Thin slivers along the outline
+    # stay out: handed to a neighbour they would give it a hair as long as the outline
+    small = np.setdiff1d(np.flatnonzero(shapely.area(faces) < 1e-3), thin)
+    if len(small):
         ftree = shapely.STRtree(faces)
         bounds = shapely.boundary(faces)
         big = np.ones(len(faces), dtype=bool)
-        big[tiny] = False
-        for f in tiny:
-            if owner[f] == -2:
-                continue
-            cands = [c for c in ftree.query(faces[f], predicate="intersects") if big[c]]
+        big[small] = False
+        for f in small.tolist():
+            cands = [c for c in ftree.query(faces[f], predicate="intersects").tolist() if big[c] and owner[c] >= 0]
             if not cands:
                 continue
             shared = shapely.length(shapely.intersection(bounds[f], bounds[cands]))
-            owner[f] = owner[cands[int(np.argmax(shared))]]
+            if shared.max() > 0:
+                owner[f] = owner[cands[int(np.argmax(shared))]]
+    terr = [shapely.coverage_union_all(faces[owner == i]) if np.any(owner == i) else None
+            for i in range(len(atoms))]
+    _one_piece(atoms, terr)
     out = []
-    for i, atom in enumerate(atoms):
-        mine = faces[owner == i]
-        if len(mine) == 0:
-            continue
-        atom.territory = shapely.coverage_union_all(mine)
-        out.append(atom)
+    for atom, t in zip(atoms, terr):
+        if t is not None and not t.is_empty:
+            atom.territory = t
+            out.append(atom)
     return out
+
+
+def _one_piece(atoms: list[Atom], terr: list) -> None:
+    """Make every territory one polygon where it can be: a territory clipped into several
+    pieces (a Voronoi cell cut by a bend in a road, a rounding crumb) keeps the piece with
+    its buildings (or its largest) and hands each other piece to the neighbour sharing the
+    most edge with it. Otherwise a part made of connected atoms could still fall apart."""
+    live = [i for i, t in enumerate(terr) if t is not None]
+    tree = shapely.STRtree(np.array([terr[i] for i in live], dtype=object))
+    for i in live:
+        pieces = list(shapely.get_parts(terr[i]))
+        if len(pieces) < 2:
+            continue
+        held = [any(p.intersects(a) for a in atoms[i].anchors) for p in pieces]
+        main = max(range(len(pieces)), key=lambda j: (held[j], pieces[j].area))
+        keep = [pieces[main]]
+        for j, piece in enumerate(pieces):
+            if j == main:
+                continue
+            best, shared = None, 0.0
+            for c in tree.query(piece, predicate="intersects").tolist():
+                other = live[c]
+                if other == i or terr[other] is None:
+                    continue
+                length = shapely.intersection(piece.boundary, terr[other].boundary).length
+                if length > shared:
+                    best, shared = other, length
+            if best is None and not held[j] and piece.area < CRUMB_M2:
+                continue  # a rounding crumb touching no other territory: not land
+            if held[j] or best is None:
+                keep.append(piece)
+            else:
+                terr[best] = shapely.coverage_union_all([terr[best], piece])
+        terr[i] = shapely.coverage_union_all(keep) if len(keep) > 1 else keep[0]
 
 
 # ---------------------------------------------------------------------------
@@ -728,6 +768,28 @@ def _make_contiguous(graph: Graph, part: np.ndarray, weights: np.ndarray) -> np.
     return part
 
 
+def _fill_empty(graph: Graph, part: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """METIS leaves parts empty when k is close to the number of atoms (a compound of a dozen
+    buildings cut into small neighbourhoods): seed each empty part with one atom taken from
+    the heaviest part that can spare it, so the refinement can grow it."""
+    part = part.copy()
+    for q in range(k):
+        if np.any(part == q):
+            continue
+        tot = np.bincount(part, weights=weights, minlength=k)
+        for p in np.argsort(-tot).tolist():
+            members = np.flatnonzero(part == p)
+            if len(members) < 2:
+                continue
+            # the atom that halves the part best among those whose leaving keeps it connected
+            spare = [u for u in members.tolist() if _stays_connected(graph, part, u)]
+            if spare:
+                u = min(spare, key=lambda u: abs(tot[p] - 2 * weights[u]))
+                part[u] = q
+                break
+    return part
+
+
 def part_counts(total: int, lo: int, hi: int) -> list[int]:
     """The numbers of parts for which a split inside [lo, hi] is possible, best first."""
     if total <= 0:
@@ -787,7 +849,12 @@ def _search(outline, compounds, buildings, roads, band, ceiling, parts, seed, tr
     graph = build_graph(atoms, roads)
     weights = np.array([a.households for a in atoms], dtype=float)
     total = int(weights.sum())
-    ks = [parts] if parts else part_counts(total, lo, hi)
+    if parts:
+        ks = [parts]
+    else:
+        # fewer whole pieces than the band asks for parts (an entrance over the ceiling):
+        # as many parts as there are pieces is the smallest deviation
+        ks = list(dict.fromkeys(min(k, len(atoms)) for k in part_counts(total, lo, hi)))
     connected = len(_components(graph)) == 1
     best = None
     runs = 0
@@ -797,7 +864,7 @@ def _search(outline, compounds, buildings, roads, band, ceiling, parts, seed, tr
                 continue
             s = seed * 1000 + t
             part = _metis(graph, weights, k, s, connected, jitter=0.0 if t == 0 else 0.3)
-            part = _relabel(_make_contiguous(graph, part, weights))
+            part = _fill_empty(graph, _make_contiguous(graph, part, weights), weights, k)
             part = refine(graph, weights, part, int(part.max()) + 1, lo, hi)
             part = _relabel(_make_contiguous(graph, part, weights))
             kk = int(part.max()) + 1
@@ -848,6 +915,17 @@ def _parts(atoms: list[Atom], part: np.ndarray, weights: np.ndarray, k: int) -> 
     return out
 
 
+def _describe(atom: Atom) -> tuple[str, str]:
+    """What an indivisible piece is, for a note: ('entrance 2 of building X', 'an entrance')."""
+    if len(atom.members) == 1:
+        code = atom.members[0]
+        if "#" in code:
+            building, entrance = code.rsplit("#", 1)
+            return f"entrance {entrance} of building {building}", "an entrance"
+        return f"building {code}", "a building"
+    return f"{atom.kind} {atom.key}", f"a {atom.kind}"
+
+
 def _explain(atoms: list[Atom], part: np.ndarray, weights: np.ndarray, lo: int, hi: int) -> list[str]:
     notes = []
     for p in np.unique(part):
@@ -857,10 +935,10 @@ def _explain(atoms: list[Atom], part: np.ndarray, weights: np.ndarray, lo: int, 
             continue
         biggest = max(idx, key=lambda i: weights[i])
         if weights[biggest] > hi:
-            a = atoms[biggest]
+            what, kind = _describe(atoms[biggest])
             notes.append(
-                f"a part holds {tot} households, above {hi}: {a.kind} {a.key} alone has "
-                f"{a.households} households and a unit is never drawn through a building"
+                f"a part holds {tot} households, above {hi}: {what} alone has "
+                f"{atoms[biggest].households} households and a unit is never drawn through {kind}"
             )
         else:
             side = "below" if tot < lo else "above"

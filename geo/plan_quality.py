@@ -70,8 +70,13 @@ def new_boundary(parts: np.ndarray, outline):
 
 
 def measure(parts, outline, band: tuple[int, int], compounds: list[Feature],
-            buildings: list[Feature], roads: list, households: np.ndarray | None = None) -> dict:
-    """Every figure of the quality targets, for parts (metric polygons) of `outline`."""
+            buildings: list[Feature], roads: list, households: np.ndarray | None = None,
+            dwellings: tuple | None = None) -> dict:
+    """Every figure of the quality targets, for parts (metric polygons) of `outline`.
+
+    `dwellings` = (buildings, entrance lines) for small neighbourhoods: their boundaries run
+    along lanes or between buildings, or between two entrances of one building; the share
+    of new boundary that does so replaces the road-or-wall share in the targets."""
     parts = np.asarray(parts, dtype=object)
     lo, hi = band
     if households is None:
@@ -101,6 +106,16 @@ def measure(parts, outline, band: tuple[int, int], compounds: list[Feature],
             on_road = float(shapely.intersection(lines, guides[0]).length)
         if guides:
             on_wall = float(shapely.intersection(lines, shapely.union_all(guides)).length)
+    extra = {}
+    if dwellings is not None:
+        blds, cuts = dwellings
+        solid = [shapely.buffer(b.geom, -WALL_TOLERANCE_M) for b in blds if b.geom.geom_type != "Point"]
+        inside = shapely.union_all(solid) if solid else shapely.Polygon()
+        if not cuts.is_empty:
+            inside = shapely.difference(inside, shapely.buffer(cuts, WALL_TOLERANCE_M, quad_segs=2))
+        through = float(shapely.intersection(lines, inside).length) if total_len else 0.0
+        extra = {"through_dwellings_m": round(through, 1),
+                 "between_dwellings_share": round(1 - through / total_len, 4) if total_len else 1.0}
     union = shapely.coverage_union_all(parts) if len(parts) else shapely.Polygon()
     overlap = float(area.sum() - union.area)
     gap = float(shapely.difference(outline, union).area)
@@ -127,7 +142,7 @@ def measure(parts, outline, band: tuple[int, int], compounds: list[Feature],
         "gap_m2": round(max(gap, 0.0), 3),
         "overlap_m2": round(max(overlap, 0.0), 3),
         "outside_m2": round(max(spill, 0.0), 3),
-    }
+    } | extra
 
 
 TARGETS = {
@@ -148,7 +163,11 @@ def meets_targets(m: dict) -> list[str]:
         missed.append(f"{len(m['compounds_split'])} compound(s) smaller than the band's floor split")
     if m["buildings_split"]:
         missed.append(f"{len(m['buildings_split'])} building(s) cut by a boundary")
-    if m["road_or_wall_share"] < TARGETS["road_or_wall_share"]:
+    if "between_dwellings_share" in m:
+        if m["between_dwellings_share"] < TARGETS["road_or_wall_share"]:
+            missed.append(f"only {m['between_dwellings_share']:.0%} of new boundary on lanes, walls, between "
+                          "buildings or between entrances (target 70 %)")
+    elif m["road_or_wall_share"] < TARGETS["road_or_wall_share"]:
         missed.append(f"only {m['road_or_wall_share']:.0%} of new boundary on roads or walls (target 70 %)")
     if m["polsby_popper_mean"] < TARGETS["polsby_popper_mean"]:
         missed.append(f"mean Polsby-Popper {m['polsby_popper_mean']:.2f} (target ≥ 0.5)")

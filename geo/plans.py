@@ -157,9 +157,7 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
     progress("partitioning", 0, 1)
     try:
         if into == "neighbourhood":
-            attrs = dict(conn.execute(
-                "SELECT code, attributes FROM unit_version WHERE valid_to IS NULL AND level = 'building' "
-                "AND grid_id = %s", [unit_id]).fetchall())
+            attrs = _building_attrs(conn, unit_id)
             result_parts, notes = _split_by_compound(ctx, band, seed, attrs)
         else:
             compounds = ctx.compounds
@@ -178,7 +176,7 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
     else:
         replaces = _replaced_children(conn, into, unit)
     proposed = _name_parts(conn, unit, into, result_parts, replaces)
-    metrics = _metrics(ctx, into, band, [p["geom_m"] for p in proposed], [p["households"] for p in proposed])
+    metrics = _metrics(conn, ctx, into, band, [p["geom_m"] for p in proposed], [p["households"] for p in proposed])
     kind = "split" if into == unit["level"] or not replaces else "redraw"
     return _store_plan(conn, kind, into, unit, replaces, proposed, ctx.metric, metrics, notes,
                        {"into": into, "band": list(band), "parts": parts, "seed": seed,
@@ -207,56 +205,109 @@ def _grid_clusters(conn, community_id: int, metric) -> list[Feature]:
             for idx in groups.values()]
 
 
-def _entrances(buildings: list[Feature], ceiling: int, attrs: dict[str, dict]) -> list[Feature]:
-    """Buildings above the ceiling cut into their entrances (单元) along their long side, so
-    a small neighbourhood can be a few entrances of one building."""
+def _building_attrs(conn, grid_id: int) -> dict[str, dict]:
+    return dict(conn.execute(
+        "SELECT code, attributes FROM unit_version WHERE valid_to IS NULL AND level = 'building' "
+        "AND grid_id = %s", [grid_id]).fetchall())
+
+
+def _entrance_slices(b: Feature, ceiling: int, attrs: dict[str, dict]):
+    """(piece, households) per entrance (单元) of a building above the ceiling, cut across
+    its long side; a building at or below the ceiling stays whole."""
+    n = int((attrs.get(b.code) or {}).get("entrances") or 0) or int(np.ceil(b.households / ceiling))
+    if b.households <= ceiling or n <= 1 or b.geom.geom_type == "Point":
+        return [(b.geom, b.households)]
+    rect = b.geom.minimum_rotated_rectangle
+    xy = np.asarray(rect.exterior.coords)[:4]
+    e1, e2 = xy[1] - xy[0], xy[3] - xy[0]
+    if np.hypot(*e1) < np.hypot(*e2):
+        e1, e2 = e2, e1  # e1 runs along the long side
+    origin = xy[0]
+    base = b.households // n
     out = []
-    for b in buildings:
-        n = int((attrs.get(b.code) or {}).get("entrances") or 0) or int(np.ceil(b.households / ceiling))
-        if b.households <= ceiling or n <= 1 or b.geom.geom_type == "Point":
-            out.append(b)
-            continue
-        rect = b.geom.minimum_rotated_rectangle
-        xy = np.asarray(rect.exterior.coords)[:4]
-        e1, e2 = xy[1] - xy[0], xy[3] - xy[0]
-        if np.hypot(*e1) < np.hypot(*e2):
-            e1, e2 = e2, e1  # e1 runs along the long side
-        origin = xy[0]
-        base = b.households // n
-        for k in range(n):
-            a0, a1 = k / n, (k + 1) / n
-            quad = shapely.Polygon([origin + a0 * e1, origin + a1 * e1, origin + a1 * e1 + e2, origin + a0 * e1 + e2])
-            piece = partition._polygonal(shapely.intersection(b.geom, quad))
-            if piece.is_empty:
-                continue
-            hh = base + (1 if k < b.households - base * n else 0)
-            out.append(Feature(f"{b.code}#{k + 1}", piece, hh, b.code, b.name))
+    for k in range(n):
+        a0, a1 = k / n, (k + 1) / n
+        quad = shapely.Polygon([origin + a0 * e1, origin + a1 * e1, origin + a1 * e1 + e2, origin + a0 * e1 + e2])
+        piece = partition._polygonal(shapely.intersection(b.geom, quad))
+        if not piece.is_empty:
+            out.append((piece, base + (1 if k < b.households - base * n else 0)))
     return out
 
 
+def _entrances(buildings: list[Feature], ceiling: int, attrs: dict[str, dict]) -> list[Feature]:
+    """Buildings above the ceiling cut into their entrances, so a small neighbourhood can be
+    a few entrances of one building (code BUILDING#k for entrance k)."""
+    out = []
+    for b in buildings:
+        slices = _entrance_slices(b, ceiling, attrs)
+        if len(slices) == 1:
+            out.append(b)
+            continue
+        out.extend(Feature(f"{b.code}#{k + 1}", piece, hh, b.code, b.name) for k, (piece, hh) in enumerate(slices))
+    return out
+
+
+def _entrance_lines(buildings: list[Feature], ceiling: int, attrs: dict[str, dict]):
+    """The lines between the entrances `_entrances` cuts: boundaries may run along them."""
+    lines = []
+    for b in buildings:
+        slices = _entrance_slices(b, ceiling, attrs)
+        if len(slices) > 1:
+            edges = shapely.union_all([shapely.boundary(p) for p, _ in slices])
+            lines.append(shapely.difference(edges, shapely.buffer(b.geom.boundary, 0.01)))
+    return shapely.union_all(lines) if lines else shapely.LineString()
+
+
+def residential_area(ctx: Context):
+    """What the small neighbourhoods of a grid tile: its part of every compound that holds
+    households (non-residential land has no small neighbourhoods)."""
+    pieces = [shapely.intersection(c.geom, ctx.outline) for c in ctx.compounds if (c.households or 0) > 0]
+    if not pieces:
+        return shapely.Polygon()
+    area = shapely.union_all(pieces, grid_size=partition.NODE_GRID_M)
+    # open by a few centimetres (mitred, so corners stay put): where a compound wall and the
+    # grid's edge differ by rounding, the intersection has hair-thin arms that are not land
+    w = 2 * partition.SLIVER_WIDTH_M
+    return partition._polygonal(shapely.buffer(shapely.buffer(area, -w, join_style="mitre"), w, join_style="mitre"))
+
+
+def _outline_for(ctx: Context, into: str):
+    return residential_area(ctx) if into == "neighbourhood" else ctx.outline
+
+
 def _split_by_compound(ctx: Context, band, seed, attrs=None):
-    """Small neighbourhoods never cross a compound: each compound's part of the grid is
-    split on its own."""
-    out, notes = [], []
+    """Small neighbourhoods never cross a compound: each residential compound's part of the
+    grid is split on its own, then all parts are noded together so they tile the grid's
+    residential area exactly (neighbouring compounds share their walls vertex for vertex)."""
+    atoms, notes = [], []
+    area = residential_area(ctx)
     for comp in ctx.compounds:
-        piece = partition._polygonal(shapely.intersection(comp.geom, ctx.outline))
+        if (comp.households or 0) <= 0:
+            continue
+        piece = partition._polygonal(shapely.intersection(comp.geom, area))
         if piece.area < 1.0:
             continue
         inside = [b for b in ctx.buildings if b.compound == comp.code]
         total = sum(b.households for b in inside)
         if total == 0:
-            out.append((piece, 0, comp.code))
+            atoms.append(partition.Atom(comp.code, "compound", 0, piece, comp.code))
+            notes.append(f"compound {comp.code}: its part of the grid has no households; "
+                         "kept as one small neighbourhood")
             continue
         inside = _entrances(inside, band[1], attrs or {})
         try:
-            res = partition.split(piece, [], inside, ctx.roads, band, seed=seed, tries=3)
+            res = partition.split(piece, [], inside, [], band, seed=seed, tries=3)
         except partition.Infeasible:
-            out.append((piece, total, comp.code))
+            atoms.append(partition.Atom(comp.code, "compound", total, piece, comp.code))
             notes.append(f"compound {comp.code} holds {total} households: kept as one small neighbourhood")
             continue
-        out.extend((p.geom, p.households, comp.code) for p in res.parts)
+        atoms.extend(partition.Atom(f"{comp.code}/{i}", "unit", p.households, p.geom, comp.code)
+                     for i, p in enumerate(res.parts))
         notes.extend(f"compound {comp.code}: {n}" for n in res.notes)
-    return out, notes
+    if not atoms:
+        raise partition.Infeasible("it holds no residential compound to cut into small neighbourhoods")
+    noded = partition._noded(area, atoms)
+    return [(a.territory, a.households, a.compound) for a in noded], notes
 
 
 def _replaced_children(conn, into: str, unit: dict) -> list[dict]:
@@ -316,13 +367,17 @@ def _name_parts(conn, unit: dict, into: str, parts: list, replaces: list[dict]) 
              "geom_m": parts[i][0], "grp": 1} for i in range(len(parts))]
 
 
-def _metrics(ctx: Context, into: str, band, geoms_m: list, households: list[int]) -> dict:
+def _metrics(conn, ctx: Context, into: str, band, geoms_m: list, households: list[int]) -> dict:
     compounds = ctx.compounds if into != "neighbourhood" else []
-    m = plan_quality.measure(geoms_m, ctx.outline, band, compounds, ctx.buildings, ctx.roads,
-                             households=np.array(households))
+    dwellings = None
     if into == "neighbourhood":
-        # a small neighbourhood is a group of buildings or entrances: only walls count
-        m["buildings_split"] = []
+        # a small neighbourhood is a run of entrances: it may end between two entrances
+        lines = _entrance_lines(ctx.buildings, band[1], _building_attrs(conn, ctx.unit["unit_id"]))
+        dwellings = (ctx.buildings, lines)
+    m = plan_quality.measure(geoms_m, _outline_for(ctx, into), band, compounds, ctx.buildings, ctx.roads,
+                             households=np.array(households), dwellings=dwellings)
+    if into == "neighbourhood":
+        m["buildings_split"] = []  # counted as cuts through dwellings instead
     m["targets_missed"] = plan_quality.meets_targets(m)
     return m
 
@@ -565,27 +620,29 @@ def _remeasure(conn, plan: dict, units: list[dict]) -> dict:
             grid_rows = _with_chain(conn, "grid", "community_id", parent_id)
             grids = _features(grid_rows, ctx.metric)
             hh = plan_quality.households_of(np.array(geoms_m, dtype=object), grids, [])
-        return _metrics(ctx, plan["level"], band, geoms_m, list(hh))
+        return _metrics(conn, ctx, plan["level"], band, geoms_m, list(hh))
     metrics = dict(plan["metrics"])
     metrics["households"] = [u["households"] for u in units]
     return metrics
 
 
 def _check_tiling(conn, plan: dict, units: list[dict]) -> None:
-    """Proposed units must cover what they replace (or the parent they redraw), no gaps, no overlaps."""
+    """Proposed units must cover what they replace (or the parent they redraw; for small
+    neighbourhoods, the parent grid's residential area), no gaps, no overlaps."""
     geoms = np.array([u["geom"] for u in units], dtype=object)
     if plan["parent_id"] is not None and plan["kind"] != "merge":
-        target = _current(conn, plan["parent_id"])["geom"]
+        ctx = load_context(conn, plan["parent_id"])
+        metric, target_m = ctx.metric, _outline_for(ctx, plan["level"])
     else:
         rows = conn.execute(
             "SELECT ST_AsBinary(geom) FROM unit_version WHERE unit_id = ANY(%s) AND valid_to IS NULL",
             [[r["unit_id"] for r in plan["replaces"]]],
         ).fetchall()
         target = shapely.union_all([shapely.from_wkb(bytes(r[0])) for r in rows])
-    lon, lat = target.centroid.coords[0]
-    metric = crs.local_metric(lon, lat)
+        lon, lat = target.centroid.coords[0]
+        metric = crs.local_metric(lon, lat)
+        target_m = crs.transform(np.array([target], dtype=object), crs.WGS84, metric)[0]
     parts_m = crs.transform(geoms, crs.WGS84, metric)
-    target_m = crs.transform(np.array([target], dtype=object), crs.WGS84, metric)[0]
     union = shapely.union_all(parts_m)
     overlap = float(shapely.area(parts_m).sum() - union.area)
     gap = float(shapely.difference(target_m, union).area)

@@ -328,6 +328,18 @@ def _match_parents(children_m: np.ndarray, parents: _Parents, explicit: list[str
     # containment, 0.5 m tolerance
     parent_geoms = parents.geoms_m[match]
     inside = _outside_tolerance(children_m, parent_geoms)
+    if not inside.all():
+        # a probe point on a shared edge can fall, by rounding, in the wrong neighbour:
+        # those children go to the parent sharing the most area with them
+        tree = shapely.STRtree(parents.geoms_m)
+        for i in np.flatnonzero(~inside):
+            if explicit[i] or children_m[i].geom_type == "Point":
+                continue
+            cands = tree.query(children_m[i], predicate="intersects")
+            areas = shapely.area(shapely.intersection(parents.geoms_m[cands], children_m[i]))
+            match[i] = int(cands[int(np.argmax(areas))])
+        parent_geoms = parents.geoms_m[match]
+        inside = _outside_tolerance(children_m, parent_geoms)
     for i in np.flatnonzero(~inside):
         raise InvalidInput(
             f"{labels[i]}: {_outside_words(children_m[i], parent_geoms[i])} its {parents.level} "

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import shapely
 
-from geo import crs, plans, validate
+from geo import crs, plans, store, validate
 from geo.errors import Conflict, InvalidInput
 from geo.partition import Feature, split
 
@@ -224,6 +224,94 @@ def test_split_explains_a_building_too_big_for_the_band():
     assert tower_part.households >= 900
     assert sum(p.households for p in result.parts) == 900 + 30 * 40
     assert shapely.union_all([p.geom for p in result.parts]).symmetric_difference(outline).area < 1e-3
+
+
+def _grid_buildings(conn, grid_id: int) -> list[tuple]:
+    return conn.execute(
+        "SELECT unit_id, version, code, households, attributes FROM unit_version WHERE valid_to IS NULL "
+        "AND level = 'building' AND grid_id = %s ORDER BY code", [grid_id]).fetchall()
+
+
+def _plan_parts(conn, plan_id: int, metric) -> list[tuple[str, int, object]]:
+    units = json.loads(plans.plan_geojson(conn, plan_id))["features"]
+    geoms = crs.transform(np.array([shapely.geometry.shape(u["geometry"]) for u in units], dtype=object),
+                          crs.WGS84, metric)
+    return [(u["properties"]["code"], u["properties"]["households"], g) for u, g in zip(units, geoms)]
+
+
+def test_split_grids_into_small_neighbourhoods(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        grids = conn.execute("SELECT unit_id, code FROM unit_version WHERE valid_to IS NULL AND level = 'grid' "
+                             "ORDER BY code").fetchall()
+        drawn = 0
+        for grid_id, code in grids[::12]:
+            ctx = plans.load_context(conn, grid_id)
+            if not any((c.households or 0) > 0 for c in ctx.compounds):
+                with pytest.raises(InvalidInput, match="no residential compound"):
+                    plans.draw_split(conn, grid_id, "neighbourhood")
+                continue
+            plan = plans.draw_split(conn, grid_id, "neighbourhood", seed=0)
+            drawn += 1
+            m = plan["metrics"]
+            assert all(10 <= h <= 80 for h in m["households"]), (code, m["households"], plan["notes"])
+            assert sum(m["households"]) == sum(b[3] for b in _grid_buildings(conn, grid_id)), code
+            assert m["contiguous"] == m["parts"], code
+            assert m["gap_m2"] <= 1.0 and m["overlap_m2"] <= 1.0 and m["outside_m2"] <= 1.0, code
+            assert m["between_dwellings_share"] >= 0.7, code
+            assert m["polsby_popper_mean"] >= 0.5, code
+            # a small neighbourhood never crosses a compound wall
+            compounds = [c for c in ctx.compounds if (c.households or 0) > 0]
+            for ncode, _, geom in _plan_parts(conn, plan["id"], ctx.metric):
+                inside = [c.code for c in compounds if shapely.intersection(c.geom, geom).area > 1.0]
+                assert len(inside) == 1, (ncode, inside)
+                assert ncode.startswith(inside[0]) and ncode[len(inside[0])] == "N"
+        assert drawn >= 25
+
+
+def test_commit_small_neighbourhoods_of_a_grid(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        grid_id, code = conn.execute(
+            "SELECT unit_id, code FROM unit_version WHERE valid_to IS NULL AND level = 'grid' ORDER BY code "
+            "OFFSET 40 LIMIT 1").fetchone()
+        old = [r[0] for r in conn.execute("SELECT unit_id FROM unit_version WHERE valid_to IS NULL "
+                                          "AND level = 'neighbourhood' AND grid_id = %s", [grid_id]).fetchall()]
+        plan = plans.draw_split(conn, grid_id, "neighbourhood", seed=0)
+        assert plan["kind"] == "redraw" and {r["unit_id"] for r in plan["replaces"]} == set(old)
+        plans.commit_plan(conn, plan["id"])
+        new = conn.execute(
+            "SELECT code, households, compound_id, grid_id FROM unit_version WHERE valid_to IS NULL "
+            "AND level = 'neighbourhood' AND grid_id = %s ORDER BY code", [grid_id]).fetchall()
+        assert sorted(r[0] for r in new) == sorted(u["code"] for u in plan["units"])
+        assert all(r[2] is not None for r in new)  # each hangs from its compound
+        assert sum(r[1] for r in new) == sum(b[3] for b in _grid_buildings(conn, grid_id))
+        closed = conn.execute("SELECT count(*) FROM unit_version WHERE unit_id = ANY(%s) AND valid_to IS NOT NULL",
+                              [old]).fetchone()[0]
+        assert closed == len(old)
+        report = validate.validate(conn, "neighbourhood")
+        mine = [f for f in report["features"] if f["properties"]["problem"] in ("gap", "overlap", "outside_parent")
+                and any(c.startswith(code[:12]) for c in f["properties"].get("codes", [f["properties"].get("code", "")]))]
+        assert mine == []
+
+
+def test_neighbourhood_split_explains_an_entrance_over_the_ceiling(sample_url):
+    # a tower whose every entrance (单元) holds 99 households: no small neighbourhood can be
+    # drawn inside the band around it, so each entrance stands alone, 19 over, and the plan
+    # names the entrance instead of blaming the grouping
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        grid_id = conn.execute("SELECT unit_id FROM unit_version WHERE valid_to IS NULL AND level = 'grid' "
+                               "ORDER BY code LIMIT 1").fetchone()[0]
+        b_id, version, b_code, _, attrs = max(_grid_buildings(conn, grid_id), key=lambda b: b[3])
+        entrances = int(attrs["entrances"])
+        store.edit_unit(conn, b_id, expected_version=version, households=99 * entrances,
+                        attributes=attrs | {"households_per_floor": 99 * entrances // 33, "floors": 33})
+        plan = plans.draw_split(conn, grid_id, "neighbourhood", seed=0)
+        m = plan["metrics"]
+        over = [h for h in m["households"] if h > 80]
+        assert over == [99] * entrances, m["households"]
+        assert sum(1 for n in plan["notes"] if f"of building {b_code} alone has 99 households" in n
+                   and "never drawn through an entrance" in n) == entrances, plan["notes"]
+        assert all(10 <= h <= 80 for h in m["households"] if h != 99)
+        assert m["targets_missed"] == [f"{entrances} part(s) outside 10-80 households"], m["targets_missed"]
 
 
 def test_planning_over_http(server):
