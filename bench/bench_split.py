@@ -677,7 +677,8 @@ def report(results) -> str:
             L += ["The splitter left no notes: every part is inside the band by its own count.", ""]
         why = []
         if m["buildings_split"]:
-            why.append(f"{len(m['buildings_split'])} buildings are cut. In this data {info['touching_pairs']} "
+            n_cut = len(m['buildings_split'])
+            why.append(f"{n_cut} building{'s are' if n_cut > 1 else ' is'} cut. In this data {info['touching_pairs']} "
                        "pairs of residential buildings touch or overlap. Where a block is opened into its "
                        "buildings, the Voronoi territories (from points every 4 m along the walls) give part "
                        "of one building's footprint to the neighbour it touches. When the two territories "
