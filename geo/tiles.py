@@ -13,9 +13,13 @@ EPSG:4326, where units are stored, so the GiST index finds the candidates; only 
 are projected, clipped and quantised by ST_AsMVTGeom and encoded by ST_AsMVT.
 
 Small polygons: a polygon whose bounding box is less than one pixel of a 512-px tile
-(8 of the 4096 tile units) both ways is left out. At the zooms a level is meant for
-this drops nothing, but it keeps low-zoom tiles from carrying thousands of sub-pixel
-units (a grid-level tile over a whole city at z9: 6.5 MB to 0.6 MB).
+(8 of the 4096 tile units) both ways is left out, as nobody can see it. It costs one
+bounding-box test per unit. On the generated city it drops about 1 % of the bytes of
+neighbourhood tiles at z11 and nothing from grid tiles at z9 and above (a grid is 1-2
+pixels there already); it matters for buildings below z12 (bench/RESULTS.md).
+ST_Simplify on the projected geometry was measured and left out: ST_AsMVTGeom's own
+snapping to the tile grid already drops what it would, and simplifying each unit on its
+own would open hairline gaps between neighbours that now share their edges exactly.
 
 GCJ-02 (`datum="gcj02"`) tiles line up with Amap/Gaode base tiles. The GCJ-02 offset
 changes too fast to move a tile by one offset (translating by the offset at the tile
@@ -175,24 +179,38 @@ def _selection(level: str, as_of: datetime | None, box_sql: str, z: int, x: int,
     return sql, [*params, level], [small_w, small_h]
 
 
+def settle(conn: psycopg.Connection) -> None:
+    """Settings for tile queries, for the rest of the transaction. No JIT: compiling costs
+    20-35 ms on a z11-z12 tile and saves less. No parallel workers: ST_AsMVT's partial layers
+    merge into a tile ~2 % bigger whose bytes change from run to run, and on a server already
+    answering several tiles at once the workers only compete for the same cores (measured
+    on 2 cores: from 20 % faster to twice as slow)."""
+    conn.execute("SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)")
+
+
 def render(conn: psycopg.Connection, level: str, z: int, x: int, y: int, *,
            as_of: datetime | None = None, datum: str = "wgs84") -> bytes:
     """The MVT tile (bytes; empty when no unit reaches the tile)."""
-    conn.execute("SET LOCAL jit = off")  # compiling costs more than it saves on one tile
+    settle(conn)
     if datum == "gcj02":
         return _render_gcj02(conn, level, z, x, y, as_of)
     row = conn.execute(*tile_query(level, z, x, y, as_of)).fetchone()
     return bytes(row[0] or b"")
 
 
-def tile_query(level: str, z: int, x: int, y: int, as_of: datetime | None = None) -> tuple[str, list]:
-    """The one query (and its parameters) that builds a WGS84 tile. The tile's envelope, with
-    its buffer, is transformed to EPSG:4326 once, so `&&` on the stored geometry uses the GiST
-    index; only the units found are projected to web mercator."""
+def tile_selection(level: str, z: int, x: int, y: int, as_of: datetime | None = None) -> tuple[str, list]:
+    """The WHERE clause (on unit_version v) and its parameters: the units a WGS84 tile draws.
+    The tile's envelope, with its buffer, is transformed to EPSG:4326 once, so `&&` on the
+    stored geometry uses the GiST index; only the units found are projected."""
     box = "ST_Transform(ST_TileEnvelope(%s, %s, %s, margin => %s), 4326)"
-    where, params, small = _selection(level, as_of, box, z, x, y)
-    sql = _encode_sql(level, "v.geom", f"unit_version v WHERE {where}")
-    return sql, [level, z, x, y, *params, z, x, y, BUFFER / EXTENT, *small]
+    where, before, after = _selection(level, as_of, box, z, x, y)
+    return where, [*before, z, x, y, BUFFER / EXTENT, *after]
+
+
+def tile_query(level: str, z: int, x: int, y: int, as_of: datetime | None = None) -> tuple[str, list]:
+    """The one query (and its parameters) that builds a WGS84 tile."""
+    where, params = tile_selection(level, z, x, y, as_of)
+    return _encode_sql(level, "v.geom", f"unit_version v WHERE {where}"), [level, z, x, y, *params]
 
 
 def gcj02_source_box(z: int, x: int, y: int) -> tuple[float, float, float, float]:
@@ -225,14 +243,14 @@ def to_gcj02(geoms: np.ndarray) -> np.ndarray:
 
 def _render_gcj02(conn, level: str, z: int, x: int, y: int, as_of: datetime | None) -> bytes:
     where, params, small = _selection(level, as_of, "ST_MakeEnvelope(%s, %s, %s, %s, 4326)", z, x, y)
-    rows = conn.execute(
+    rows = conn.cursor(binary=True).execute(  # binary: no hex text for the WKB, either way
         f"SELECT v.id, ST_AsBinary(v.geom) FROM unit_version v WHERE {where}",
         [*params, *gcj02_source_box(z, x, y), *small],
     ).fetchall()
     if not rows:
         return b""
-    moved = to_gcj02(shapely.from_wkb([bytes(r[1]) for r in rows]))
-    source = "unnest(%s::bigint[], %s::bytea[]) AS s(vid, wkb) JOIN unit_version v ON v.id = s.vid"
+    moved = to_gcj02(shapely.from_wkb([r[1] for r in rows]))
+    source = "unnest(%b::bigint[], %b::bytea[]) AS s(vid, wkb) JOIN unit_version v ON v.id = s.vid"
     sql = _encode_sql(level, "ST_GeomFromWKB(s.wkb, 4326)", source)
     row = conn.execute(sql, [level, z, x, y, [r[0] for r in rows], list(shapely.to_wkb(moved))]).fetchone()
     return bytes(row[0] or b"")
