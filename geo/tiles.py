@@ -180,8 +180,8 @@ def _selection(level: str, as_of: datetime | None, box_sql: str, z: int, x: int,
 
 
 def settle(conn: psycopg.Connection) -> None:
-    """Settings for tile queries, for the rest of the transaction. No JIT: compiling costs
-    20-35 ms on a z11-z12 tile and saves less. No parallel workers: ST_AsMVT's partial layers
+    """Settings for tile queries, for the rest of the transaction. No JIT: compiling cost up
+    to 35 ms on a z11-z12 tile and saved less. No parallel workers: ST_AsMVT's partial layers
     merge into a tile ~2 % bigger whose bytes change from run to run, and on a server already
     answering several tiles at once the workers only compete for the same cores (measured
     on 2 cores: from 20 % faster to twice as slow)."""
