@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from fastapi import APIRouter, Header, Path, Query
@@ -15,9 +15,12 @@ from geo import levels, store, tiles
 router = APIRouter(tags=["tiles"])
 
 # Current tiles: keep, but ask again each time (a 304 costs one small query), so a boundary
-# commit shows at once. Past states change only if a backdated load adds units.
+# commit shows at once. A state an hour old changes only if a backdated load adds units; a more
+# recent one can still change, as a version's valid_from is the start of the transaction
+# that wrote it, which may commit later.
 CURRENT_CACHE = "public, no-cache"
 PAST_CACHE = "public, max-age=3600"
+SETTLED = timedelta(hours=1)
 GZIP_FROM = 1024  # bytes: smaller tiles go as they are
 
 
@@ -53,7 +56,7 @@ def tile(
     zi, xi, yi = tiles.parse_tile(z, x, y)
     when = store.parse_time(as_of)
     which = tiles.parse_datum(datum)
-    past = when is not None and when < datetime.now(timezone.utc)
+    past = when is not None and when < datetime.now(timezone.utc) - SETTLED
     headers = {"Cache-Control": PAST_CACHE if past else CURRENT_CACHE, "Vary": "Accept-Encoding"}
     with db.pool().connection() as conn:
         headers["ETag"] = tiles.etag(conn, lv, as_of=when, datum=which)

@@ -278,7 +278,8 @@ def test_as_of_serves_the_old_boundary_and_etag_follows_changes_to_the_level(cli
     assert hausdorff_m(drawn, shapely.clip_by_rect(old, *rect)) > 50
 
     past = get_tile(client, "street", z, x, y, as_of=before)
-    assert past.status_code == 200 and "max-age" in past.headers["cache-control"]
+    assert past.status_code == 200
+    assert past.headers["cache-control"] == "public, no-cache"  # minutes ago: a slow commit may yet land
     drawn = decode(conn, past.content, z, x, y)[1][street["id"]][1]
     assert_drawn_where(drawn, shapely.clip_by_rect(old, *rect), unit)
 
