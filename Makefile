@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test install postgis db sample bench bench-locate bench-split clean
+.PHONY: serve test install postgis db sample bench bench-locate bench-split bench-tiles clean
 
 install: $(BIN)/gridmap
 
@@ -55,6 +55,10 @@ bench: db
 bench-locate: db
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk: sudo apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_locate.py
+
+# vector tiles on the same city (reuses bench-locate's database, or generates and loads it: ~10 min)
+bench-tiles: db
+	$(BIN)/python bench/bench_tiles.py
 
 # split planner vs spopt's max-p on the same instances, and the OSM Guanggu run (no database)
 bench-split: install
