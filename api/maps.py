@@ -29,8 +29,8 @@ _HTML = {"response_class": HTMLResponse, "include_in_schema": True}
 
 
 def _tiles_available(request: Request) -> bool:
-    """Whether this app serves vector tiles (the tiles router) for big levels."""
-    return any(getattr(route, "path", "").startswith("/tiles/") for route in request.app.routes)
+    """Whether this app serves the vector tiles the maps ask for (the tiles router)."""
+    return overview.TILE_URL in request.app.openapi().get("paths", {})
 
 
 def _wants_html(request: Request) -> bool:

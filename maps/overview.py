@@ -58,8 +58,8 @@ def embed(data: dict[str, str]) -> str:
 
 def render(conn, *, base: str | None = None, tiles_available: bool = False,
            threshold: int = TILE_THRESHOLD, colour_by: str = "grid") -> str:
-    configs, data = layer_configs(conn, units.MAP_LEVELS, tiles_available, threshold, SHOWN)
     colour_by = levels.parse_level(colour_by) if colour_by not in ("", "none") else "none"
+    configs, data = layer_configs(conn, units.MAP_LEVELS, tiles_available, threshold, SHOWN + (colour_by,))
     config = {
         "levels": configs, "extent": units.extent(conn), "colourBy": colour_by, "api": API,
         "bands": {lv: list(b) for lv, b in levels.HOUSEHOLD_BANDS.items()},

@@ -20,6 +20,7 @@
                    category: '', hours: null};
     var gridCounts = {}, unitNames = {}, markers = {}, heatPoints = [], last = null;
     gm.filters = filters;
+    gm.markers = markers;
 
     // ------------------------------------------------------------ boundaries and grid counts
     function openClass(n) {

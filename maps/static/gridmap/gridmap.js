@@ -290,14 +290,16 @@
       gm.follow(buildGeojson);
     }
 
-    api.count = function () {
-      if (cfg.mode !== 'tiles') { return Object.keys(api.byId).length; }
+    /** Ids of the units drawn: all of them, or those in the vector tiles loaded so far. */
+    api.ids = function () {
+      if (cfg.mode !== 'tiles') { return Object.keys(api.byId).map(Number); }
       var seen = {};
       Object.keys(current._vectorTiles || {}).forEach(function (key) {
         Object.keys(current._vectorTiles[key]._features || {}).forEach(function (id) { seen[id] = true; });
       });
-      return Object.keys(seen).length;
+      return Object.keys(seen).map(Number);
     };
+    api.count = function () { return api.ids().length; };
     api.restyle = function () {
       if (cfg.mode === 'tiles') { current.redraw(); return; }
       current.fill.resetStyle();
@@ -334,7 +336,7 @@
     var wide = item.room[0] * perDegree, high = item.room[1] * perDegree / Math.cos(item.lat * Math.PI / 180);
     var font = LABEL_FONT[level] || 11.5;
     var need = Math.max(String(item.name || '').length * font, String(item.code || '').length * 6.2);
-    return wide >= need * 0.85 && high >= (item.code ? 26 : 16);
+    return wide >= need * 1.05 + 4 && high >= (item.code ? 28 : 16);
   }
 
   /** A layer of labels (name over code) at WGS84 points, following the datum: only the

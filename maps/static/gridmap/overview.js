@@ -3,7 +3,7 @@
 (function () {
   'use strict';
   var gm = window.gridmap;
-  var OUTLINED = {street: true, community: true, compound: true};
+  var OUTLINED = {street: true, community: true, grid: true, compound: true};
 
   gm.pages.overview = function (cfg, data) {
     var map = gm.map, units = {}, labels = {}, byLevel = {};
