@@ -75,6 +75,9 @@
       gm.overlay(units[level].group, name, lv.count, true);
     });
 
+    // grid fills below the overlay pane, so the heat map (which Leaflet.heat draws there) is not dimmed
+    if (units.grid) { map.getPane('gm-fill-grid').style.zIndex = 380; }
+
     // badges with the open count on each grid, from zoom 14, while the incidents are not shown
     // one by one (too many of them, or their layer turned off)
     var badges = L.layerGroup(), badgePane = gm.pane('gm-badges', 595, true);
@@ -179,19 +182,23 @@
     });
 
     // ------------------------------------------------------------ heat
-    var heat = L.heatLayer([], {radius: 24, blur: 20, minOpacity: 0.3, maxZoom: 16,
+    // Leaflet.heat's maxZoom is the zoom of full intensity; the layer control would read it as the
+    // layer's own maxZoom and grey it out above, so the control gets a group around the heat layer
+    var heat = L.heatLayer([], {radius: 26, blur: 20, minOpacity: 0.35, maxZoom: 13,
       gradient: {0.2: '#3288bd', 0.4: '#66c2a5', 0.6: '#fee08b', 0.8: '#f46d43', 1.0: '#9e0142'}});
-    gm.layers.heat = heat;
+    var heatGroup = L.layerGroup([heat]);
+    gm.layers.heat = heatGroup;
     function drawHeat() {
       var weights = heatPoints.map(function (p) { return p[2]; }).sort(function (a, b) { return a - b; });
-      var max = weights.length ? Math.max(2, weights[Math.floor(weights.length * 0.95)] || 1) : 1;
+      // a lone report is cool, a bin or overlap of several is hot
+      var max = weights.length ? Math.max(1.5, 1.2 * (weights[Math.floor(weights.length * 0.95)] || 1)) : 1.5;
       heat.setOptions({max: max});
       heat.setLatLngs(heatPoints.map(function (p) { var ll = gm.latLng(p[0], p[1]); return [ll.lat, ll.lng, p[2]]; }));
     }
     gm.follow(drawHeat);
 
     gm.overlay(cluster, '事件点 Incidents', null, true);
-    gm.overlay(heat, '热力图 Heat map', null, false);
+    gm.overlay(heatGroup, '热力图 Heat map', null, false);
 
     // ------------------------------------------------------------ panel: figures and filters
     var panel;
@@ -286,7 +293,7 @@
       heatPoints = res.heat;
       drawHeat();
       updateMarkers(res);
-      if (res.too_many && !wasTooMany && !map.hasLayer(heat)) { heat.addTo(map); }
+      if (res.too_many && !wasTooMany && !map.hasLayer(heatGroup)) { heatGroup.addTo(map); }
       wasTooMany = res.too_many;
       setFigures(res);
       var openGrids = Object.keys(gridCounts).filter(function (k) { return gridCounts[k][0] > 0; }).length;
@@ -297,16 +304,19 @@
       gm.last = res;
       gm.ready = true;
     }
+    // gm.requested: the latest refresh asked for; gm.applied: the one shown (older answers are dropped)
     function refresh() {
       var mine = ++version;
+      gm.requested = mine;
       if (!filters.states.length) {
         // nothing chosen: nothing to show (the server would read an empty list as "all")
         apply({total: 0, open: 0, overdue: 0, limit: cfg.maxMarkers, too_many: false, fields: [], incidents: [],
                heat: [], grids: {}, units: {}});
+        gm.applied = mine;
         return Promise.resolve();
       }
       return gm.fetchJson(query()).then(function (res) {
-        if (mine === version) { apply(res); }
+        if (mine === version) { apply(res); gm.applied = mine; }
       }).catch(function (err) {
         panel.querySelector('.gm-when').textContent = '刷新失败 refresh failed';
         console.warn(err);

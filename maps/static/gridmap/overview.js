@@ -105,7 +105,7 @@
         '<input type="search" placeholder="搜索名称或编码 Search name or code" aria-label="search">' +
         '<ul class="gm-results"></ul>';
       var input = div.querySelector('input'), list = div.querySelector('.gm-results');
-      var results = [], active = 0, ticket = 0, timer = null;
+      var results = [], resultsFor = null, active = 0, ticket = 0, timer = null;
 
       function render() {
         list.innerHTML = '';
@@ -119,16 +119,18 @@
           list.appendChild(li);
         });
       }
-      function lookup() {
+      function lookup(then) {
         var q = input.value.trim(), mine = ++ticket;
-        if (!q) { results = []; render(); return; }
+        if (!q) { results = []; resultsFor = null; render(); return; }
         gm.fetchJson(cfg.api.search + '?q=' + encodeURIComponent(q)).then(function (rows) {
           if (mine !== ticket) { return; }
-          results = rows; active = 0; render();
+          results = rows; resultsFor = q; active = 0; render();
           gm.searchResults = rows;
+          if (then && rows.length) { then(rows[0]); }
         });
       }
       function choose(r) {
+        list.innerHTML = '';
         var unit = units[r.level];
         if (unit && !map.hasLayer(unit.group)) { unit.group.addTo(map); }
         map.fitBounds(gm.bounds(r.bbox), {maxZoom: 17, padding: [40, 40], animate: false});
@@ -139,13 +141,14 @@
         showUnit(r, gm.latLng(r.label_point[0], r.label_point[1]), layer || null);
         gm.lastSearch = r;
       }
-      input.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(lookup, 150); });
+      input.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(function () { lookup(); }, 150); });
       input.addEventListener('keydown', function (e) {
         if (e.key === 'ArrowDown') { active = Math.min(active + 1, results.length - 1); render(); e.preventDefault(); }
         if (e.key === 'ArrowUp') { active = Math.max(active - 1, 0); render(); e.preventDefault(); }
         if (e.key === 'Enter') {
           clearTimeout(timer);
-          if (results.length && input.value.trim()) { choose(results[active]); } else { lookup(); }
+          // the results shown may be for what was typed a moment ago: choose only from the current ones
+          if (results.length && resultsFor === input.value.trim()) { choose(results[active]); } else { lookup(choose); }
         }
         if (e.key === 'Escape') { input.value = ''; results = []; render(); }
       });
