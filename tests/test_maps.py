@@ -336,10 +336,28 @@ def test_dispatch_refresh_picks_up_a_new_incident_in_place(open_map, db, app_url
                           "WHERE valid_to IS NULL AND level = 'grid' ORDER BY code DESC LIMIT 1").fetchone()
     new = httpx.post(app_url + "/incidents", json={"category": "water_leak", "lon": lon, "lat": lat})
     assert new.status_code == 201, new.text
-    page.wait(f"gridmap.markers[{new.json()['id']}] !== undefined")
+    incident = new.json()
+    page.wait(f"gridmap.markers[{incident['id']}] !== undefined")
     assert page.js("gridmap.counts.markers") == before + 1
+    assert page.js(f"gridmap.markers[{incident['id']}].getElement().className").count(f"gm-state-{incident['state']}")
+    # a dispatcher rejects it elsewhere: it leaves the map (open incidents only) on the next refresh
+    moved = httpx.post(f"{app_url}/incidents/{incident['id']}/transitions",
+                       json={"to": "rejected", "version": incident["version"], "actor": "调度员", "note": "重复上报"})
+    assert moved.status_code == 200, moved.text
+    page.wait(f"gridmap.markers[{incident['id']}] === undefined")
+    assert page.js("gridmap.counts.markers") == before
     assert page.js("window.__same_page") is True  # no reload
-    assert page.js("gridmap.refreshes") >= 2
+    assert page.js("gridmap.refreshes") >= 3
+
+
+def test_dispatch_on_amap_draws_incidents_in_gcj02(open_map, db):
+    page = open_map("/maps/dispatch?base=amap")
+    incident_id, lon, lat = db.execute(
+        "SELECT id, ST_X(geom), ST_Y(geom) FROM incident WHERE state = ANY(%s) ORDER BY id LIMIT 1", [list(OPEN)]
+    ).fetchone()
+    drawn = page.js(f"(() => {{ const ll = gridmap.markers[{incident_id}].getLatLng(); return [ll.lng, ll.lat]; }})()")
+    assert metres_apart(tuple(drawn), wgs84_to_gcj02(lon, lat)) < 0.5
+    assert metres_apart(tuple(drawn), (lon, lat)) > 400
 
 
 def test_dispatch_filters_change_what_is_shown(open_map, db):
