@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test install postgis db sample bench bench-locate bench-split bench-tiles clean
+.PHONY: serve test install postgis chromium db sample bench bench-locate bench-split bench-tiles clean
 
 install: $(BIN)/gridmap
 
@@ -35,6 +35,19 @@ postgis:
 		exit 1; \
 	fi
 
+# Chromium for the map tests (tests/test_maps.py drive it through Playwright), with a CJK font
+# so the screenshots they save show the Chinese names.
+chromium:
+	@if [ -x /usr/bin/chromium ] && fc-list :lang=zh 2>/dev/null | grep -q .; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing Chromium and a CJK font with apt"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei; \
+	else \
+		echo "Chromium is missing (the map tests need it). Install it with:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y chromium fonts-wqy-microhei"; \
+		exit 1; \
+	fi
+
 db: install postgis
 	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/gridmap db start; fi
 
@@ -42,7 +55,7 @@ serve: db
 	$(BIN)/gridmap init
 	$(BIN)/gridmap serve --host $(HOST) --port $(PORT)
 
-test: db
+test: db chromium
 	$(BIN)/pytest -q
 
 sample: install

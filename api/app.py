@@ -6,6 +6,7 @@
     api/open311.py  /open311/v2: the GeoReport v2 facade for civic-reporting clients
     api/ogc.py      /ogc: OGC API - Features over units and incidents (QGIS, GDAL)
     api/tiles.py    /tiles/{level}/{z}/{x}/{y}.mvt: Mapbox vector tiles of one level
+    api/maps.py     /maps: overview, dispatch and plan maps (Leaflet, every asset served here)
     api/db.py       the connection pool
     api/locators.py the in-memory boundary index each worker keeps for /locate
 """
@@ -22,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from api import db, incidents, locate, ogc, open311, plans, tiles, units
+from api import db, incidents, locate, maps, ogc, open311, plans, tiles, units
 from geo import store
 from geo.db.migrations import applied
 from geo.errors import GridmapError, SetupError
@@ -112,6 +113,7 @@ app.include_router(open311.router)
 app.include_router(plans.router)
 app.include_router(ogc.router)
 app.include_router(tiles.router)
+app.include_router(maps.router)
 # GET /locate is answered by a plain Starlette route placed first (see api/locate.py);
 # the FastAPI declaration above stays for the OpenAPI docs.
 app.router.routes.insert(0, Route("/locate", locate.locate_fast, methods=["GET"], include_in_schema=False))
