@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test install postgis chromium db sample bench bench-locate bench-split bench-tiles clean
+.PHONY: serve test screenshots install postgis chromium db sample bench bench-locate bench-split bench-tiles clean
 
 install: $(BIN)/gridmap
 
@@ -57,6 +57,10 @@ serve: db
 
 test: db chromium
 	$(BIN)/pytest -q
+
+# the README's pictures of the maps, taken by the browser tests
+screenshots: db chromium
+	GRIDMAP_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_maps.py
 
 sample: install
 	$(BIN)/gridmap sample --seed 7 --output data/boundaries/sample-district.gpkg

@@ -3,7 +3,8 @@ sample district with generated incidents, workers and two stored plans.
 
 Every test fails on any console error, page error or request leaving the machine (see
 tests/maps_browser.py). Counts on the map are checked against the database. Screenshots of
-each map are saved to docs/screenshots/.
+each map are saved to out/screenshots/ (git-ignored), or to GRIDMAP_SCREENSHOTS if set:
+`make screenshots` refreshes the README's pictures in docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -27,7 +29,7 @@ from geo.locate import metres_per_degree
 from tests.conftest import ROOT, free_port
 from tests.maps_browser import MapPage, launch
 
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("GRIDMAP_SCREENSHOTS") or ROOT / "out" / "screenshots")
 OPEN = ("reported", "assigned", "in_progress")
 
 
