@@ -7,6 +7,8 @@
     api/ogc.py      /ogc: OGC API - Features over units and incidents (QGIS, GDAL)
     api/tiles.py    /tiles/{level}/{z}/{x}/{y}.mvt: Mapbox vector tiles of one level
     api/maps.py     /maps: overview, dispatch and plan maps (Leaflet, every asset served here)
+    api/limits.py   the request body size limit (413)
+    api/openapi.py  the OpenAPI document, with the one error shape every error answer has
     api/db.py       the connection pool
     api/locators.py the in-memory boundary index each worker keeps for /locate
 """
@@ -21,9 +23,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from api import db, incidents, locate, maps, ogc, open311, plans, tiles, units
+from api import db, incidents, limits, locate, maps, ogc, open311, openapi, plans, tiles, units
 from geo import store
 from geo.db.migrations import applied
 from geo.errors import GridmapError, SetupError
@@ -52,31 +55,56 @@ class ErrorResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+def error_answer(request: Request, body: dict, status_code: int, headers: dict | None = None) -> JSONResponse:
+    """gridmap's error body; under /open311/ the GeoReport v2 one, [{code, description}]."""
+    if request.url.path.startswith("/open311/"):
+        return ErrorResponse([{"code": status_code, "description": body["detail"]}],
+                             status_code=status_code, headers=headers)
+    return ErrorResponse(body, status_code=status_code, headers=headers)
+
+
 @app.exception_handler(GridmapError)
 async def gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
     headers = {"Retry-After": "5"} if isinstance(exc, SetupError) else None
-    return ErrorResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status,
+    return error_answer(request, {"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status,
                         headers=headers)
 
 
 @app.exception_handler(psycopg.OperationalError)
 async def database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-    return ErrorResponse({"error": "DatabaseUnavailable", "detail": "the database is not reachable; try again"},
+    return error_answer(request, {"error": "DatabaseUnavailable", "detail": "the database is not reachable; try again"},
                         status_code=503, headers={"Retry-After": "5"})
 
 
 @app.exception_handler(psycopg.errors.UniqueViolation)
 @app.exception_handler(psycopg.errors.ExclusionViolation)
 async def concurrent_change(request: Request, exc: psycopg.Error) -> JSONResponse:
-    return ErrorResponse({"error": "Conflict", "detail": "another change to the same unit was committed "
+    return error_answer(request, {"error": "Conflict", "detail": "another change to the same unit was committed "
                          "at the same time; reload and try again"}, status_code=409)
 
 
 @app.exception_handler(psycopg.errors.DataError)
 async def bad_value(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
     message = exc.diag.message_primary or str(exc)
-    return ErrorResponse({"error": "InvalidInput", "detail": f"a value cannot be stored: {message}"},
+    return error_answer(request, {"error": "InvalidInput", "detail": f"a value cannot be stored: {message}"},
                         status_code=422)
+
+
+HTTP_ERRORS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
+               415: "UnsupportedMediaType"}
+
+
+@app.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Errors raised by the framework itself (an unknown route, a body that is not JSON) in
+    the same shape as gridmap's own."""
+    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(jsonable_encoder(exc.detail))
+    if exc.status_code == 400 and "parsing the body" in detail:
+        detail = "the request body is not valid JSON (UTF-8): check quoting and the Content-Type"
+    elif exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.url.path}: see /docs for the API"
+    return error_answer(request, {"error": HTTP_ERRORS.get(exc.status_code, "HTTPError"), "detail": detail},
+                         status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 @app.exception_handler(RequestValidationError)
@@ -85,8 +113,17 @@ async def bad_request(request: Request, exc: RequestValidationError) -> JSONResp
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         problems.append(f"{where}: {err.get('msg')}" if where else err.get("msg"))
-    return ErrorResponse({"error": "InvalidInput", "detail": "; ".join(problems),
-                         "problems": jsonable_encoder(exc.errors())}, status_code=422)
+    return error_answer(request, {"error": "InvalidInput", "detail": "; ".join(problems),
+                         "problems": [_short(e) for e in jsonable_encoder(exc.errors())]}, status_code=422)
+
+
+def _short(problem: dict, keep: int = 200) -> dict:
+    """A problem without a long echo of what was sent (a client's megabyte string stays theirs)."""
+    value = problem.get("input")
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) > keep:
+        problem = {**problem, "input": text[:keep] + f"… ({len(text):,} characters)"}
+    return problem
 
 
 
@@ -114,6 +151,8 @@ app.include_router(plans.router)
 app.include_router(ogc.router)
 app.include_router(tiles.router)
 app.include_router(maps.router)
+openapi.install(app)
+app.add_middleware(limits.BodyLimit)
 # GET /locate is answered by a plain Starlette route placed first (see api/locate.py);
 # the FastAPI declaration above stays for the OpenAPI docs.
 app.router.routes.insert(0, Route("/locate", locate.locate_fast, methods=["GET"], include_in_schema=False))

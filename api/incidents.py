@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import db, locators
 from geo import incidents, levels, store
+from geo.errors import InvalidInput
 from geo.locate import Locator
 
 router = APIRouter(tags=["incidents"])
@@ -86,8 +87,6 @@ def list_incidents(
     clauses, params = [], []
     if state is not None:
         if state not in incidents.STATES:
-            from geo.errors import InvalidInput
-
             raise InvalidInput(f"unknown state {state!r}: use one of {', '.join(incidents.STATES)}")
         clauses.append("state = %s")
         params.append(state)
@@ -138,5 +137,7 @@ def incident_stats(
 ) -> dict:
     lv = levels.parse_level(level)
     start, end = store.parse_time(from_), store.parse_time(to)
+    if start is None or end is None:
+        raise InvalidInput("give both 'from' and 'to' as ISO 8601 times, e.g. from=2026-01-01&to=2026-02-01")
     with db.pool().connection() as conn, db.pool().connection() as median_conn:
         return jsonable_encoder(incidents.stats(conn, lv, start, end, median_conn=median_conn))

@@ -18,7 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from api import db
-from api.units import _bbox
+from api.units import parse_bbox
 from geo import levels
 from geo.errors import GridmapError, InvalidInput, NotFound
 from maps import dispatch, overview, page, plan, units
@@ -112,7 +112,7 @@ def search(q: str = Query(..., max_length=100), limit: int = Query(20, ge=1, le=
 @router.get("/maps/api/labels", summary="Label points [lon, lat, code, name, width, height] of one level in a box")
 def labels(level: str = Query(...), bbox: str = Query(..., description="minlon,minlat,maxlon,maxlat")) -> list:
     lv = levels.parse_level(level)
-    box = _bbox(bbox)
+    box = parse_bbox(bbox, required=True)
     if (box[2] - box[0]) * (box[3] - box[1]) > 0.05:
         raise InvalidInput("bbox is too large for labels: zoom in")
     with db.pool().connection() as conn:

@@ -24,8 +24,11 @@ def _level(level: str) -> str:
     return levels.parse_level(level)
 
 
-def _bbox(text: Optional[str]) -> Optional[tuple[float, float, float, float]]:
+def parse_bbox(text: Optional[str], required: bool = False) -> Optional[tuple[float, float, float, float]]:
+    """minlon,minlat,maxlon,maxlat in WGS84, or InvalidInput naming what is wrong with it."""
     if not text:
+        if required:
+            raise InvalidInput("give a bbox: minlon,minlat,maxlon,maxlat")
         return None
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -53,7 +56,7 @@ def list_units(
     lv = _level(level)
     when = store.parse_time(as_of)
     with db.pool().connection() as conn:
-        body, total = store.units_geojson(conn, lv, as_of=when, bbox=_bbox(bbox), code=code,
+        body, total = store.units_geojson(conn, lv, as_of=when, bbox=parse_bbox(bbox), code=code,
                                           parent_id=within, limit=limit, offset=offset)
     headers = {"X-Total-Count": str(total)}
     if offset + limit < total:

@@ -20,6 +20,9 @@ from geo.errors import InvalidInput
 
 CHINA = (73.0, 3.0, 136.0, 54.0)
 MAX_REPAIR_AREA_CHANGE = 0.001  # 0.1 %
+# a street's outline traced from imagery has a few thousand vertices; far more is an error (or
+# an attack: repairing a self-crossing polygon of a million vertices would take minutes)
+MAX_VERTICES = 100_000
 
 
 def plausible_bounds() -> tuple[float, float, float, float]:
@@ -83,6 +86,10 @@ def normalise(geom, level: str, label: str):
     """A valid MultiPolygon (or a Point for a building), repaired within 0.1 % or refused."""
     if geom is None or geom.is_empty:
         raise InvalidInput(f"{label}: geometry is missing or empty")
+    vertices = shapely.get_num_coordinates(geom)
+    if vertices > MAX_VERTICES:
+        raise InvalidInput(f"{label}: geometry has {vertices:,} vertices, more than the {MAX_VERTICES:,} "
+                           "gridmap takes for one unit: simplify it (e.g. to 0.1 m) first")
     geom = shapely.force_2d(geom)
     if isinstance(geom, Point):
         if level != "building":

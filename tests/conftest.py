@@ -114,6 +114,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_logged(url: str, log: Path, env: dict | None = None) -> tuple[str, subprocess.Popen]:
+    """Start the real app under uvicorn over a database, its output going to `log` (a file, so a
+    chatty server never blocks on a full pipe); returns its base URL and process."""
+    import httpx
+
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, "DATABASE_URL": url, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return base, proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("server did not start:\n" + log.read_text(errors="replace"))
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def start_server():
     """Start the real app under uvicorn, in its own process, on a free port, over a database."""

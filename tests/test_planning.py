@@ -174,8 +174,6 @@ def test_merge_undersized_communities_yields_valid_coverage(sample_url):
 
 
 def test_validation_finds_planted_gaps_and_overlaps(sample_url):
-    from geo import store
-
     with psycopg.connect(sample_url, autocommit=True) as conn:
         assert validate.validate(conn, "grid")["counts"].get("gap", 0) == 0
         rows = conn.execute(
