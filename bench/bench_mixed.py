@@ -325,9 +325,9 @@ class Commit:
 
 
 class Monitor(threading.Thread):
-    """Samples the run database's sessions twice a second: how many sit idle inside a
-    transaction for over a second (a request holding a pooled connection while it waits for
-    something else), and the last statement of the oldest."""
+    """Samples the run database's sessions twice a second: those idle inside a transaction for
+    over a second (a request holding a pooled connection while it waits for something else),
+    with how long and their last statement."""
 
     def __init__(self, url: str, name: str):
         super().__init__(daemon=True)
@@ -341,7 +341,7 @@ class Monitor(threading.Thread):
                     "SELECT extract(epoch FROM now() - xact_start), query FROM pg_stat_activity "
                     "WHERE datname = %s AND state = 'idle in transaction' AND now() - xact_start > interval '1 s' "
                     "ORDER BY xact_start", [self.name]).fetchall()
-                self.samples.append((time.monotonic(), len(rows), rows[0] if rows else None))
+                self.samples.append((time.monotonic(), rows))
 
 
 def run(args, label: str, commit: bool, base: str, tmp: Path) -> dict:
@@ -695,12 +695,13 @@ def report(checks: dict, result: dict) -> bool:
           for (route, status), k in errs.most_common()])
     idle = result["idle"]
     if idle:
-        t, most, _ = max(idle, key=lambda x: x[1])
-        oldest = max((x[2] for x in idle if x[2]), key=lambda r: r[0], default=None)
+        t, worst = max(idle, key=lambda x: len(x[1]))
+        longest = max((age for _, rows in idle for age, _ in rows), default=0.0)
+        last = Counter(" ".join(q.split())[:80] for _, q in worst)
         print(f"INFO [{label}] sessions idle inside a transaction for over 1 s (sampled every 0.5 s; a commit "
-              f"running is one of them): at most "
-              f"{most}, {t - start:.1f} s in; in {sum(1 for x in idle if x[1]):,} of {len(idle):,} samples"
-              + (f"; the longest {oldest[0]:.1f} s, last statement {oldest[1][:90]!r}" if oldest else ""))
+              f"running is one of them): in {sum(1 for _, rows in idle if rows):,} of {len(idle):,} samples, "
+              f"at most {len(worst)} ({t - start:.1f} s in), the longest {longest:.1f} s"
+              + "".join(f"\n      {n} of them after {q!r}" for q, n in last.most_common(4)))
     for c in result["commits"]:
         late = c.t1 - start > checks["seconds"]
         line(200 <= c.status < 300 and not late, f"commit of plan {c.plan} ({c.kind}): {c.status} after "
