@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test screenshots install postgis chromium db sample bench bench-locate bench-split bench-tiles clean
+.PHONY: serve test screenshots install postgis chromium db sample bench bench-locate bench-split bench-tiles bench-mixed clean
 
 install: $(BIN)/gridmap
 
@@ -76,6 +76,11 @@ bench-locate: db
 # vector tiles on the same city (reuses bench-locate's database, or generates and loads it: ~10 min)
 bench-tiles: db
 	$(BIN)/python bench/bench_tiles.py
+
+# 50 clients mixing locate, incident intake and stats for 60 s while a planner commits a split and a
+# merge, with the checks (errors, lost incidents, torn reads), beside the same mix without commits (~4 min)
+bench-mixed: db
+	$(BIN)/python bench/bench_mixed.py
 
 # split planner vs spopt's max-p on the same instances, and the OSM Guanggu run (no database)
 bench-split: install
