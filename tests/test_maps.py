@@ -9,11 +9,7 @@ each map are saved to docs/screenshots/.
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -24,7 +20,7 @@ from playwright.sync_api import sync_playwright
 from geo import incident_sample, locate, plans
 from geo.datums import wgs84_to_gcj02
 from geo.locate import metres_per_degree
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, launch_server, stop_server
 from tests.maps_browser import MapPage, launch
 
 SHOTS = ROOT / "docs" / "screenshots"
@@ -54,24 +50,9 @@ def maps_db(databases, sample_template) -> str:
 @pytest.fixture(scope="module")
 def app_url(maps_db):
     """The real app in its own process (module-wide: starting it per test would dominate)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": maps_db}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError(f"server did not start:\n{proc.stdout.read().decode()}")
+    proc, base = launch_server(maps_db)
     yield base
-    proc.terminate()
-    proc.wait(10)
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
