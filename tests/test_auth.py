@@ -357,3 +357,35 @@ def test_with_auth_off_everyone_is_an_admin_who_sees_contacts(server):
                                                 "contact": "13812345678"}).json()
         assert client.get(f"/incidents/{made['id']}").json()["contact"] == "13812345678"
         assert client.get("/login").status_code == 200 and "Auth is off" in client.get("/login").text
+
+
+def test_in_a_browser_the_dispatch_map_asks_for_a_key_and_then_loads(secured):
+    """Headless Chromium: /maps/dispatch lands on /login; with a dispatcher key the map loads,
+    its data, assets and tiles all through the session cookie, with no error."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.maps_browser import MapPage, launch
+
+    with sync_playwright() as pw:
+        chromium = launch(pw)
+        page = MapPage(chromium, secured.base)
+        try:
+            page.page.goto(secured.base + "/maps/dispatch")
+            assert page.page.url == secured.base + "/login?next=%2Fmaps%2Fdispatch"
+            page.page.fill("#key", "gm_00000000_" + "B" * 43)
+            page.page.click("button[type=submit]")
+            assert "not valid" in page.page.inner_text("main")
+            assert [e for e in page.errors if "401" not in e] == []  # the refused form answers 401
+            page.errors.clear()
+            page.page.fill("#key", secured.keys["dispatcher"])
+            page.page.click("button[type=submit]")
+            page.wait("window.gridmap && window.gridmap.ready === true")
+            assert page.page.url == secured.base + "/maps/dispatch"
+            page.wait("gridmap.last && gridmap.last.total >= 0")  # its JSON came, through the cookie
+            cookie = next(c for c in page.context.cookies() if c["name"] == "gridmap_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+            assert page.js("document.cookie").find("gridmap_session") < 0  # not readable by scripts
+            page.check_clean()
+        finally:
+            page.close()
+            chromium.close()
