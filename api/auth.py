@@ -30,12 +30,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import threading
 import time
 from typing import Callable
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api import db
@@ -180,6 +182,7 @@ class _Cache:
 
     def __init__(self) -> None:
         self.entries: dict[object, tuple[float, Identity | None]] = {}
+        self.lock = threading.Lock()  # revocations come from threadpool handlers
 
     @staticmethod
     def ttl() -> float:
@@ -193,20 +196,23 @@ class _Cache:
 
     def put(self, key: object, identity: Identity | None) -> None:
         now = time.monotonic()
-        if len(self.entries) >= CACHE_MAX:
-            self.entries = {k: v for k, v in self.entries.items() if v[0] >= now}
+        with self.lock:
             if len(self.entries) >= CACHE_MAX:
-                self.entries.clear()
-        self.entries[key] = (now + self.ttl(), identity)
+                self.entries = {k: v for k, v in self.entries.items() if v[0] >= now}
+                if len(self.entries) >= CACHE_MAX:
+                    self.entries.clear()
+            self.entries[key] = (now + self.ttl(), identity)
 
     def forget_key(self, key_id: int) -> None:
         """Drop a revoked key (and sessions naming it) at once in this worker."""
-        for k, (_, identity) in list(self.entries.items()):
-            if identity is not None and identity.key_id == key_id or k == ("session", key_id):
-                self.entries.pop(k, None)
+        with self.lock:
+            for k, (_, identity) in list(self.entries.items()):
+                if identity is not None and identity.key_id == key_id or k == ("session", key_id):
+                    del self.entries[k]
 
     def clear(self) -> None:
-        self.entries.clear()
+        with self.lock:
+            self.entries.clear()
 
 
 _cache = _Cache()
@@ -266,7 +272,9 @@ async def identify(request: Request) -> Identity | None:
             if identity is None:
                 raise Unauthorized("this API key is not valid (unknown or revoked)", invalid=True)
         elif request.method in SAFE_METHODS and SESSION_COOKIE in request.cookies:
-            key_id = await run_in_threadpool(session_key_id, request.cookies[SESSION_COOKIE])
+            if _serializer is None:  # the first session: the secret comes from the database
+                await run_in_threadpool(_signer)
+            key_id = session_key_id(request.cookies[SESSION_COOKIE])
             identity = None
             if key_id is not None:
                 identity = await _cached(("session", key_id), lambda: _lookup_session(key_id))
@@ -302,12 +310,18 @@ def _strongest(request: Request, permission: str) -> str:
     return min(wanted) if len(wanted) == 1 else permission
 
 
+# Declared so that /docs shows the schemes and its Authorize button sends a key; the
+# headers themselves are read by `identify`.
+_BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer gm_…`")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+
+
 def require(permission: str):
     """A FastAPI dependency: the caller, who must hold `permission`."""
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
-    async def caller(request: Request) -> Identity:
+    async def caller(request: Request, _bearer=Depends(_BEARER), _key=Depends(_API_KEY)) -> Identity:
         return await authorize(request, permission)
 
     caller.permission = permission  # type: ignore[attr-defined]  (check_routes looks for it)

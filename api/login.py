@@ -101,8 +101,13 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or os.environ.get("GRIDMAP_COOKIE_SECURE", "") in ("1", "on", "true")
 
 
-@router.api_route("/logout", methods=["GET", "POST"], summary="End the map session", response_class=HTMLResponse)
+@router.post("/logout", summary="End the map session", response_class=HTMLResponse)
 def logout() -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response
+
+
+@router.get("/logout", summary="End the map session (from a link)", response_class=HTMLResponse)
+def logout_link() -> Response:
+    return logout()
