@@ -90,9 +90,13 @@ def enabled() -> bool:
 
 
 def configure(on: bool | None) -> None:
-    """Force auth on or off in this process (benchmarks); None reads GRIDMAP_AUTH again."""
+    """Force auth on or off in this process (tests, benchmarks); None reads GRIDMAP_AUTH again."""
     global _enabled
     _enabled = on
+
+
+def forget_all() -> None:
+    """Empty this worker's key cache."""
     _cache.clear()
 
 
