@@ -272,6 +272,8 @@ async def identify(request: Request) -> Identity | None:
     else:
         key = _presented_key(request)
         if key is not None:
+            if auth.KEY_PATTERN.fullmatch(key) is None:  # no query, no cache entry for garbage
+                raise Unauthorized("this is not a gridmap API key (gm_<prefix>_<secret>)", invalid=True)
             identity = await _cached(("key", auth.digest(key)), lambda: _lookup_key(key))
             if identity is None:
                 raise Unauthorized("this API key is not valid (unknown or revoked)", invalid=True)
@@ -293,7 +295,7 @@ async def authorize(request: Request, permission: str) -> Identity:
     try:
         identity = await identify(request)
     except Unauthorized as exc:
-        exc.permission = exc.permission or permission
+        exc.permission = exc.permission or _strongest(request, permission)
         raise
     if identity is None:
         permission = _strongest(request, permission)

@@ -166,6 +166,8 @@ def test_x_api_key_works_and_bad_credentials_are_refused(http, secured):
         answer = http.get("/units", params={"level": "street"}, headers=headers)
         assert answer.status_code == 401, headers
         assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+        edit = http.put("/units/1", json={"version": 1}, headers=headers)
+        assert edit.status_code == 401 and edit.json()["needs"]["permission"] == "plan"
     assert http.get("/health").json()["auth"] == "on"  # health stays public
 
 
