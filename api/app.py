@@ -7,6 +7,9 @@
     api/ogc.py      /ogc: OGC API - Features over units and incidents (QGIS, GDAL)
     api/tiles.py    /tiles/{level}/{z}/{x}/{y}.mvt: Mapbox vector tiles of one level
     api/maps.py     /maps: overview, dispatch and plan maps (Leaflet, every asset served here)
+    api/admin.py    /keys, /audit (admins) and /whoami
+    api/login.py    /login, /logout: a session cookie for the maps in a browser
+    api/auth.py     who may call what: keys, sessions, the permission each route needs
     api/limits.py   the request body size limit (413)
     api/openapi.py  the OpenAPI document, with the one error shape every error answer has
     api/db.py       the connection pool
@@ -26,7 +29,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from api import db, incidents, limits, locate, maps, ogc, open311, openapi, plans, tiles, units
+from api import admin, auth, db, incidents, limits, locate, login, maps, ogc, open311, openapi, plans, tiles, units
 from geo import store
 from geo.db.migrations import applied
 from geo.errors import GridmapError, SetupError
@@ -35,6 +38,7 @@ from geo.errors import GridmapError, SetupError
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     db.open_pool()
+    auth.announce()
     yield
     db.close_pool()
 
@@ -138,6 +142,7 @@ def health() -> dict:
     with db.pool().connection() as conn:
         return {
             "status": "ok",
+            "auth": auth.mode(),
             "migrations": applied(conn),
             "units": store.count_units(conn),
         }
@@ -151,8 +156,12 @@ app.include_router(plans.router)
 app.include_router(ogc.router)
 app.include_router(tiles.router)
 app.include_router(maps.router)
+app.include_router(admin.router)
+app.include_router(login.router)
 openapi.install(app)
 app.add_middleware(limits.BodyLimit)
 # GET /locate is answered by a plain Starlette route placed first (see api/locate.py);
 # the FastAPI declaration above stays for the OpenAPI docs.
 app.router.routes.insert(0, Route("/locate", locate.locate_fast, methods=["GET"], include_in_schema=False))
+auth.install(app)
+auth.check_routes(app)  # every route names the permission it needs (api/auth.py)

@@ -10,12 +10,18 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import db, locators
-from geo import incidents, levels, store
+from api import auth, db, locators
+from geo import incidents, levels, privacy, store
+from geo.auth import Identity
 from geo.errors import InvalidInput
 from geo.locate import Locator
 
-router = APIRouter(tags=["incidents"])
+router = APIRouter(tags=["incidents"], dependencies=[auth.require("read")])
+
+
+def shown(incident: dict, who: Identity) -> dict:
+    """The incident as `who` may see it: the reporter's contact masked without `contact`."""
+    return incident if who.can("contact") else privacy.incident(incident)
 
 
 class ReportIn(BaseModel):
@@ -63,17 +69,17 @@ def _locator_for(when: datetime) -> Locator:
 
 
 @router.post("/incidents", status_code=201, summary="Report an incident; it is assigned and dispatched at once")
-def report(body: ReportIn) -> JSONResponse:
+def report(body: ReportIn, who: Identity = auth.require("report")) -> JSONResponse:
     item = incidents.Report(**body.model_dump())
     with db.pool().connection() as conn, conn.transaction():
-        incident, created = incidents.report_incident(conn, item, _locator_for, actor=f"{body.channel}")
-    return JSONResponse(jsonable_encoder(incident), status_code=201 if created else 200)
+        incident, created = incidents.report_incident(conn, item, _locator_for, actor=f"{body.channel}", who=who)
+    return JSONResponse(jsonable_encoder(shown(incident, who)), status_code=201 if created else 200)
 
 
 @router.get("/incidents/{incident_id}", summary="One incident with its units, worker and history")
-def get_incident(incident_id: int) -> dict:
+def get_incident(incident_id: int, who: Identity = auth.require("read")) -> dict:
     with db.pool().connection() as conn:
-        return jsonable_encoder(incidents.get_incident(conn, incident_id))
+        return jsonable_encoder(shown(incidents.get_incident(conn, incident_id), who))
 
 
 @router.get("/incidents", summary="Incidents, newest first")
@@ -83,6 +89,7 @@ def list_incidents(
     unassigned: Optional[bool] = Query(None),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
+    who: Identity = auth.require("read"),
 ) -> dict:
     clauses, params = [], []
     if state is not None:
@@ -102,31 +109,34 @@ def list_incidents(
         ids = [r[0] for r in conn.execute(
             f"SELECT id FROM incident WHERE {where} ORDER BY reported_at DESC, id DESC LIMIT %s OFFSET %s",
             [*params, limit, offset])]
-        items = [incidents.get_incident(conn, i) for i in ids]
+        items = [shown(incidents.get_incident(conn, i), who) for i in ids]
     return {"total": total, "items": jsonable_encoder(items)}
 
 
 @router.post("/incidents/{incident_id}/transitions", summary="Move an incident through its lifecycle")
-def move(incident_id: int, body: TransitionIn) -> dict:
+def move(incident_id: int, body: TransitionIn, who: Identity = auth.require("dispatch")) -> dict:
     with db.pool().connection() as conn, conn.transaction():
         incident = incidents.transition(conn, incident_id, body.to, expected_version=body.version,
-                                        actor=body.actor, note=body.note, worker_id=body.worker_id)
-    return jsonable_encoder(incident)
+                                        actor=body.actor, note=body.note, worker_id=body.worker_id, who=who)
+    return jsonable_encoder(shown(incident, who))
 
 
 @router.post("/workers", status_code=201, summary="Attach a worker to a grid, community or neighbourhood")
-def add_worker(body: WorkerIn) -> dict:
+def add_worker(body: WorkerIn, who: Identity = auth.require("dispatch")) -> dict:
     with db.pool().connection() as conn, conn.transaction():
-        return jsonable_encoder(incidents.add_worker(conn, body.name, body.role, body.unit_id, body.phone))
+        return jsonable_encoder(incidents.add_worker(conn, body.name, body.role, body.unit_id, body.phone, who=who))
 
 
 @router.get("/workers", summary="Workers attached to a unit")
-def list_workers(unit_id: int) -> list[dict]:
+def list_workers(unit_id: int, who: Identity = auth.require("read")) -> list[dict]:
     with db.pool().connection() as conn:
         rows = conn.execute(
             "SELECT id, name, role, unit_id, phone, active FROM worker WHERE unit_id = %s ORDER BY id", [unit_id]
         ).fetchall()
-    return [dict(zip(("id", "name", "role", "unit_id", "phone", "active"), r)) for r in rows]
+    workers = [dict(zip(("id", "name", "role", "unit_id", "phone", "active"), r)) for r in rows]
+    if not who.can("contact"):
+        workers = [w | {"phone": privacy.mask_contact(w["phone"])} for w in workers]
+    return workers
 
 
 @router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve")

@@ -15,12 +15,12 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api import locators
+from api import auth, locators
 from geo import geometry, levels, store
 from geo.errors import InvalidInput
 from geo.locate import Locator
 
-router = APIRouter(tags=["locate"])
+router = APIRouter(tags=["locate"], dependencies=[auth.require("read")])
 MAX_POINTS = 100_000
 MAX_BODY = 20 * 1024 * 1024
 MAX_NEAR_M = 500
@@ -106,6 +106,7 @@ def _number(params, name: str, default: float | None = None) -> float:
         raise InvalidInput(f"{name} must be a number, not {text!r}") from None
 
 
+@auth.guarded("read")
 async def locate_fast(request: Request) -> Response:
     """GET /locate without FastAPI's per-request machinery: this route carries the load of
     other services asking "which grid" thousands of times a second."""

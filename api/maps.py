@@ -17,13 +17,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from api import db
+from api import auth, db
 from api.units import parse_bbox
-from geo import levels
+from geo import levels, privacy
+from geo.auth import Identity
 from geo.errors import GridmapError, InvalidInput, NotFound
 from maps import dispatch, overview, page, plan, units
 
-router = APIRouter(tags=["maps"])
+# With auth on, a browser without a session is sent to /login (api/auth.py).
+router = APIRouter(tags=["maps"], dependencies=[auth.require("read")])
 
 _HTML = {"response_class": HTMLResponse, "include_in_schema": True}
 
@@ -45,9 +47,9 @@ def _error(request: Request, exc: GridmapError):
 
 
 @router.get("/maps", summary="Index of the maps and of the stored plans", **_HTML)
-def index() -> HTMLResponse:
+def index(who: Identity = auth.require("read")) -> HTMLResponse:
     with db.pool().connection() as conn:
-        return HTMLResponse(plan.index_page(conn))
+        return HTMLResponse(plan.index_page(conn, with_plans=who.can("plan")))
 
 
 @router.get("/maps/overview", summary="Map of every level, coloured by households against the band", **_HTML)
@@ -80,7 +82,8 @@ def dispatch_map(
 @router.get("/maps/plan/{plan_id}", summary="A plan's proposed units beside the current ones, with metrics",
             **_HTML, responses={404: {"description": "no such plan"}})
 def plan_map(request: Request, plan_id: int,
-             base: Optional[str] = Query(None, description="base map: osm (default), amap, amap_satellite")):
+             base: Optional[str] = Query(None, description="base map: osm (default), amap, amap_satellite"),
+             who: Identity = auth.require("plan")):
     try:
         with db.pool().connection() as conn:
             return HTMLResponse(plan.render(conn, plan_id, base=base))
@@ -126,7 +129,12 @@ def incidents(
     hours: Optional[float] = Query(None, gt=0, le=24 * 3660, description="only reported in the last N hours"),
     limit: int = Query(dispatch.MAX_MARKERS, ge=0, le=100_000,
                        description="above this many matching incidents, no points (heat and counts only)"),
+    who: Identity = auth.require("read"),
 ) -> dict:
     with db.pool().connection() as conn:
         filters = dispatch.Filters.parse(conn, state, category, hours)
-        return jsonable_encoder(dispatch.incidents(conn, filters, limit))
+        found = dispatch.incidents(conn, filters, limit)
+    if not who.can("contact"):  # residents write phone numbers into descriptions
+        k = dispatch.FIELDS.index("description")
+        found["incidents"] = [[*row[:k], privacy.mask_text(row[k]), *row[k + 1:]] for row in found["incidents"]]
+    return jsonable_encoder(found)

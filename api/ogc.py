@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from api import db
+from api import auth, db
 from geo import features, store
 from geo.errors import InvalidInput, NotFound
 from geo.features import INCIDENTS
@@ -81,7 +81,7 @@ class OGCRoute(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/ogc", tags=["ogc"], route_class=OGCRoute)
+router = APIRouter(prefix="/ogc", tags=["ogc"], route_class=OGCRoute, dependencies=[auth.require("read")])
 
 
 def _format():

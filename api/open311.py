@@ -10,12 +10,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from api import db
-from api.incidents import _locator_for
+from api import auth, db
+from api.incidents import _locator_for, shown
 from geo import incidents, store
+from geo.auth import Identity
 from geo.errors import GridmapError
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+router = APIRouter(prefix="/open311/v2", tags=["open311"], dependencies=[auth.require("read")])
 CLOSED = ("resolved", "closed", "rejected", "duplicate")
 
 
@@ -56,7 +57,7 @@ def services() -> list[dict]:
 
 
 @router.post("/requests.json", summary="Open311: create a service request (form or JSON)")
-async def create(request: Request) -> JSONResponse:
+async def create(request: Request, who: Identity = auth.require("report")) -> JSONResponse:
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             form = await request.json()
@@ -84,7 +85,7 @@ async def create(request: Request) -> JSONResponse:
 
     def store_it() -> dict:
         with db.pool().connection() as conn, conn.transaction():
-            return incidents.report_incident(conn, report, _locator_for, actor="open311")[0]
+            return incidents.report_incident(conn, report, _locator_for, actor="open311", who=who)[0]
 
     try:
         incident = await run_in_threadpool(store_it)
@@ -103,6 +104,7 @@ def list_requests(
     status: Optional[str] = Query(None, description="open or closed"),
     start_date: Optional[str] = Query(None),
     end_date: Optional[str] = Query(None),
+    who: Identity = auth.require("read"),
 ) -> JSONResponse:
     clauses, params = [], []
     if service_request_id:
@@ -132,12 +134,12 @@ def list_requests(
     with db.pool().connection() as conn:
         ids = [r[0] for r in conn.execute(
             f"SELECT id FROM incident WHERE {where} ORDER BY reported_at DESC, id DESC LIMIT 1000", params)]
-        items = [_request(incidents.get_incident(conn, i)) for i in ids]
+        items = [_request(shown(incidents.get_incident(conn, i), who)) for i in ids]
     return JSONResponse(jsonable_encoder(items))
 
 
 @router.get("/requests/{request_id}.json", summary="Open311: one service request")
-def one_request(request_id: str) -> JSONResponse:
+def one_request(request_id: str, who: Identity = auth.require("read")) -> JSONResponse:
     if not request_id.isdigit():
         return _error(404, f"no service request {request_id}")
     with db.pool().connection() as conn:
@@ -145,4 +147,4 @@ def one_request(request_id: str) -> JSONResponse:
             incident = incidents.get_incident(conn, int(request_id))
         except GridmapError:
             return _error(404, f"no service request {request_id}")
-    return JSONResponse(jsonable_encoder([_request(incident)]))
+    return JSONResponse(jsonable_encoder([_request(shown(incident, who))]))

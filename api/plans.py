@@ -11,10 +11,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import db
+from api import auth, db
 from geo import levels, plans, store, validate
+from geo.auth import Identity
 
-router = APIRouter(tags=["planning"])
+# Plans (drafts included) and /validate are planners' work: every route needs `plan`.
+router = APIRouter(tags=["planning"], dependencies=[auth.require("plan")])
 
 
 class SplitRequest(BaseModel):
@@ -48,26 +50,26 @@ class Commit(BaseModel):
     revision: Optional[int] = Field(None, ge=1, description="refuse (409) unless the plan is at this revision")
 
 
-def _split(req: SplitRequest) -> dict:
+def _split(req: SplitRequest, who: Identity) -> dict:
     with db.pool().connection() as conn:
         unit_id = plans.resolve_unit(conn, req.unit)
         unit = store.get_unit(conn, unit_id)
         into = levels.parse_level(req.into)
         band = plans.parse_band(req.households, into) if req.households else None
         return plans.draw_split(conn, unit_id, into, band=band, parts=req.parts, seed=req.seed,
-                                actor="api") | {"unit": unit["code"]}
+                                actor=who) | {"unit": unit["code"]}
 
 
 @router.post("/plans/split", status_code=201, summary="Draw a plan splitting a community or grid")
-async def split(req: SplitRequest) -> dict:
-    return jsonable_encoder(await run_in_threadpool(_split, req))
+async def split(req: SplitRequest, who: Identity = auth.require("plan")) -> dict:
+    return jsonable_encoder(await run_in_threadpool(_split, req, who))
 
 
 @router.post("/plans/merge", status_code=201, summary="Draw a plan merging undersized units into neighbours")
-def merge(req: MergeRequest) -> dict:
+def merge(req: MergeRequest, who: Identity = auth.require("plan")) -> dict:
     with db.pool().connection() as conn:
         return jsonable_encoder(plans.draw_merge(conn, req.level, floor=req.floor, ceiling=req.ceiling,
-                                                 within=req.within, actor="api"))
+                                                 within=req.within, actor=who))
 
 
 @router.get("/plans", summary="Plans, newest first")
@@ -96,23 +98,23 @@ def compare(plan_id: int) -> dict:
 
 
 @router.put("/plans/{plan_id}/units", summary="Upload changed polygons (by code) as a new revision")
-def edit(plan_id: int, body: PlanEdit) -> dict:
+def edit(plan_id: int, body: PlanEdit, who: Identity = auth.require("plan")) -> dict:
     with db.pool().connection() as conn:
         return jsonable_encoder(plans.edit_plan(conn, plan_id, body.features, expected_revision=body.revision,
-                                                crs_text=body.crs, actor="api"))
+                                                crs_text=body.crs, actor=who))
 
 
 @router.post("/plans/{plan_id}/commit", summary="Validate and apply the plan in one transaction (409 if stale)")
-def commit(plan_id: int, body: Optional[Commit] = None) -> dict:
+def commit(plan_id: int, body: Optional[Commit] = None, who: Identity = auth.require("plan")) -> dict:
     with db.pool().connection() as conn:
         return jsonable_encoder(plans.commit_plan(conn, plan_id, expected_revision=body.revision if body else None,
-                                                  actor="api"))
+                                                  actor=who))
 
 
 @router.post("/plans/{plan_id}/discard", summary="Discard a draft plan (it stays on record)")
-def discard(plan_id: int) -> dict:
+def discard(plan_id: int, who: Identity = auth.require("plan")) -> dict:
     with db.pool().connection() as conn:
-        return jsonable_encoder(plans.discard_plan(conn, plan_id, actor="api"))
+        return jsonable_encoder(plans.discard_plan(conn, plan_id, actor=who))
 
 
 @router.get("/validate", summary="Gaps, overlaps, units outside parents or bands, as GeoJSON",

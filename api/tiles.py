@@ -9,10 +9,10 @@ from typing import Optional
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 
-from api import db
+from api import auth, db
 from geo import levels, store, tiles
 
-router = APIRouter(tags=["tiles"])
+router = APIRouter(tags=["tiles"], dependencies=[auth.require("read")])
 
 # Current tiles: keep, but ask again each time (a 304 costs one small query), so a boundary
 # commit shows at once. A state an hour old changes only if a backdated load adds units; a more

@@ -13,11 +13,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import db
+from api import auth, db
 from geo import levels, store
+from geo.auth import Identity
 from geo.errors import InvalidInput
 
-router = APIRouter(tags=["units"])
+router = APIRouter(tags=["units"], dependencies=[auth.require("read")])
 
 
 def _level(level: str) -> str:
@@ -109,12 +110,12 @@ def _geometry(data: Optional[dict]) -> Any:
 
 
 @router.put("/units/{unit_id}", summary="Open a new version of one unit (the old one stays readable)")
-def edit_unit(unit_id: int, edit: UnitEdit) -> dict:
+def edit_unit(unit_id: int, edit: UnitEdit, who: Identity = auth.require("plan")) -> dict:
     geom = _geometry(edit.geometry)
     with db.pool().connection() as conn, conn.transaction():
         result = store.edit_unit(
             conn, unit_id, expected_version=edit.version, geom=geom, name=edit.name,
             households=edit.households, population=edit.population, attributes=edit.attributes,
-            actor="api", note=edit.note,
+            actor=who, note=edit.note,
         )
     return jsonable_encoder(result)

@@ -23,7 +23,16 @@ app.add_typer(incidents_app, name="incidents")
 plan_app = typer.Typer(help="Planning: split oversized units, merge undersized ones, commit plans.",
                        no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
+
+
+def _me():
+    """Who the command line acts as in change sets, plans and the audit log: cli:<os user>."""
+    from geo.auth import cli_identity
+
+    return cli_identity()
 
 
 @contextmanager
@@ -139,16 +148,23 @@ def init(
         now = datetime.now(timezone.utc)
         with _progress() as update:
             result = imports.load_district(sample or imports.SAMPLE_PATH, progress=update,
-                                           valid_from=now - timedelta(days=365))
+                                           valid_from=now - timedelta(days=365), actor=_me())
             with connect() as conn:
                 locator = locate.load(conn)
                 columns = incident_sample.generate(locator, SAMPLE_INCIDENTS, now - timedelta(days=60), now)
                 with conn.transaction():
                     result["incident"] = incident_sample.insert(conn, locator, columns, progress=update)
+                    _audit_sample(conn, result["incident"])
         console.print("loaded sample district: " + ", ".join(f"{n} {lv}" for lv, n in result.items()))
 
 
 SAMPLE_INCIDENTS = 3000
+
+
+def _audit_sample(conn, count: int) -> None:
+    from geo import audit
+
+    audit.record(conn, _me(), "incidents.sample", "incident", [], detail={"count": count, "generated": True})
 
 
 @app.command()
@@ -165,16 +181,19 @@ def load(
     layer: Optional[str] = typer.Option(None, help="Layer to read from a multi-layer file"),
     encoding: Optional[str] = typer.Option(None, help="Text encoding of a Shapefile without .cpg "
                                            "(default: UTF-8 if it decodes, else GB18030)"),
-    actor: str = typer.Option(os.environ.get("USER", "gridmap"), help="Who makes the change (recorded)"),
+    actor: Optional[str] = typer.Option(None, help="On whose behalf (recorded as cli:<os user> as ACTOR)"),
 ) -> None:
     """Load units from a file: all or nothing; parents are found by geometry."""
     from geo import imports
+    from geo.auth import Identity
+
+    who = _me() if actor is None else Identity(f"{_me().label} as {actor}")
 
     with _errors(), _progress() as update:
         result = imports.load_file(
             file, level, crs_text=crs, code_field=code_field, name_field=name_field,
             households_field=households_field, population_field=population_field,
-            layer=layer, encoding=encoding, actor=actor, progress=update,
+            layer=layer, encoding=encoding, actor=who, progress=update,
         )
     console.print(json.dumps(result, ensure_ascii=False))
 
@@ -231,7 +250,7 @@ def incidents_import(
     from geo.incident_import import import_file
 
     with _errors(), _progress() as update:
-        result = import_file(file, crs=crs, errors_path=errors, progress=update)
+        result = import_file(file, crs=crs, errors_path=errors, progress=update, who=_me())
     console.print(json.dumps(result, ensure_ascii=False))
     if result["errors"]:
         console.print(f"[yellow]{result['errors']} row(s) not imported: see {result['errors_file']}[/]")
@@ -262,6 +281,7 @@ def incidents_sample(
         columns = incident_sample.generate(locator, count, end - timedelta(days=days), end, seed=seed)
         with conn.transaction():
             n = incident_sample.insert(conn, locator, columns, progress=update)
+            _audit_sample(conn, n)
     console.print(f"stored {n} generated incidents")
 
 
@@ -310,7 +330,7 @@ def plan_split(
         lv = levels.parse_level(into)
         band = plans.parse_band(households, lv) if households else None
         plan = plans.draw_split(conn, plans.resolve_unit(conn, unit), lv, band=band, parts=parts,
-                                seed=seed, progress=progress)
+                                seed=seed, progress=progress, actor=_me())
     _show_plan(plan)
     console.print(f"preview: gridmap plan export {plan['id']}; apply: gridmap plan commit {plan['id']}")
 
@@ -327,7 +347,7 @@ def plan_merge(
     from geo.db.connection import connect
 
     with _errors(), connect() as conn:
-        plan = plans.draw_merge(conn, level, floor=floor, ceiling=ceiling)
+        plan = plans.draw_merge(conn, level, floor=floor, ceiling=ceiling, actor=_me())
     for m in plan["metrics"]["merges"]:
         console.print(f"merge {m['small']} into {m['into']}: {m['households']} households, "
                       f"shared boundary {m['shared_boundary_m']} m")
@@ -386,7 +406,8 @@ def plan_edit(plan_id: int, geojson: Path, revision: int = typer.Option(..., "--
         except (OSError, ValueError, AttributeError) as exc:
             raise InvalidInput(f"{geojson}: not a GeoJSON FeatureCollection ({exc})") from None
         with connect() as conn:
-            plan = plans.edit_plan(conn, plan_id, features, expected_revision=revision, crs_text=crs_name)
+            plan = plans.edit_plan(conn, plan_id, features, expected_revision=revision, crs_text=crs_name,
+                                   actor=_me())
     _show_plan(plan)
 
 
@@ -397,7 +418,7 @@ def plan_commit(plan_id: int, revision: Optional[int] = typer.Option(None, "--re
     from geo.db.connection import connect
 
     with _errors(), connect() as conn:
-        plan = plans.commit_plan(conn, plan_id, expected_revision=revision)
+        plan = plans.commit_plan(conn, plan_id, expected_revision=revision, actor=_me())
     console.print(f"committed plan {plan_id}: change set(s) {plan['change_ids']}")
 
 
@@ -408,7 +429,7 @@ def plan_discard(plan_id: int) -> None:
     from geo.db.connection import connect
 
     with _errors(), connect() as conn:
-        plans.discard_plan(conn, plan_id)
+        plans.discard_plan(conn, plan_id, actor=_me())
     console.print(f"discarded plan {plan_id}")
 
 
@@ -435,16 +456,121 @@ def validate_units(
         raise typer.Exit(1)
 
 
+# ---- keys and audit -----------------------------------------------------------------
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., "--role", help="service, dispatcher, planner or admin (README: Security)"),
+    name: str = typer.Option(..., "--name", help="Who or what uses the key, e.g. wechat-intake or 王科长"),
+) -> None:
+    """Create an API key. The key is printed once, on standard output; only its hash is kept."""
+    from geo import auth
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        record, key = auth.create_key(conn, role, name, _me())
+    console.print(f"key {record['id']} ({record['prefix']}) for {record['name']}, role {record['role']}: "
+                  "[bold]copy it now, it is not shown again[/]")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(active: bool = typer.Option(False, "--active", help="Only keys not revoked")) -> None:
+    """The API keys: id, prefix, name, role, when made, last used, revoked (never the keys)."""
+    from rich.table import Table
+
+    from geo import auth
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        keys = auth.list_keys(conn, include_revoked=not active)
+    table = Table("id", "prefix", "name", "role", "created", "by", "last used", "revoked")
+
+    def when(value) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value else ""
+
+    for k in keys:
+        table.add_row(str(k["id"]), k["prefix"], k["name"], k["role"], when(k["created_at"]), k["created_by"],
+                      when(k["last_used_at"]), f"{when(k['revoked_at'])} {k['revoked_by'] or ''}".strip())
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (gridmap keys list)")) -> None:
+    """Revoke a key: refused by running servers within their key cache's TTL (30 s by default)."""
+    from geo import auth
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        record = auth.revoke_key(conn, key_id, _me())
+    console.print(f"revoked key {key_id} ({record['prefix']}, {record['name']}, {record['role']}); "
+                  "servers refuse it within GRIDMAP_AUTH_CACHE_SECONDS (30 s by default)")
+
+
+@app.command("audit")
+def audit_log(
+    action: Optional[str] = typer.Option(None, help="e.g. plan.commit, or a prefix: plan."),
+    subject: Optional[str] = typer.Option(None, help="unit, plan, incident, key, worker, change_set"),
+    subject_id: Optional[int] = typer.Option(None, "--id", help="rows about this subject id"),
+    actor: Optional[str] = typer.Option(None, help="part of the actor's label (a key's name, cli:)"),
+    since: Optional[str] = typer.Option(None, help="ISO 8601"),
+    until: Optional[str] = typer.Option(None, help="ISO 8601"),
+    limit: int = typer.Option(50, help="rows, newest first"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object a line"),
+) -> None:
+    """The audit log: who changed what, when, from which version or state to which."""
+    from geo import audit, store
+    from geo.db.connection import connect
+
+    with _errors(), connect() as conn:
+        rows = audit.query(conn, action=action, subject=subject, subject_id=subject_id, actor=actor,
+                           since=store.parse_time(since), until=store.parse_time(until), limit=limit)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    from rich.table import Table
+
+    table = Table("id", "at", "actor", "action", "subject", "before → after")
+
+    def short(value) -> str:
+        return "" if value is None else json.dumps(value, ensure_ascii=False, default=str)[:80]
+
+    for r in rows:
+        ids = ",".join(str(i) for i in r["subject_ids"][:5]) + ("…" if len(r["subject_ids"]) > 5 else "")
+        table.add_row(str(r["id"]), f"{r['at']:%Y-%m-%d %H:%M:%S}", r["actor"], r["action"],
+                      f"{r['subject']} {ids}".strip(), f"{short(r['before'])} → {short(r['after'])}")
+    Console(width=200).print(table)
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     workers: int = typer.Option(1),
 ) -> None:
-    """Serve the API and maps (OpenAPI docs at /docs)."""
+    """Serve the API and maps (OpenAPI docs at /docs).
+
+    Auth (API keys) is on unless GRIDMAP_AUTH=off; unset, it is off only on a loopback
+    address, for development. Any other address refuses to serve with auth off."""
     import uvicorn
 
-    console.print(f"gridmap serving on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+    from api.auth import is_loopback, resolve_mode
+
+    with _errors():
+        on = resolve_mode(os.environ.get("GRIDMAP_AUTH"), host)
+    if not on and not is_loopback(host):
+        console.print(
+            f"[bold red]error:[/] refusing to serve on {host} with auth off: anyone who can reach it could "
+            "redraw boundaries and read residents' contacts. Turn auth on (unset GRIDMAP_AUTH or set "
+            "GRIDMAP_AUTH=on) and create a key first: gridmap keys create --role admin --name NAME")
+        raise typer.Exit(2)
+    os.environ["GRIDMAP_AUTH"] = "on" if on else "off"  # the workers read it
+    if not on:
+        console.print("[bold yellow]WARNING: auth is off[/] (loopback only): every request is an admin's. "
+                      "Set GRIDMAP_AUTH=on to require API keys.")
+    console.print(f"gridmap serving on http://{host}:{port} (docs: http://{host}:{port}/docs), auth "
+                  f"{'on' if on else 'off'}")
     uvicorn.run("api.app:app", host=host, port=port, workers=workers, log_level="info")
 
 

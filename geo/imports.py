@@ -7,7 +7,8 @@ from pathlib import Path
 import psycopg
 import pyogrio
 
-from geo import files, levels, store
+from geo import audit, files, levels, store
+from geo.auth import Identity
 from geo.db.connection import connect
 from geo.errors import Conflict, InvalidInput
 
@@ -26,18 +27,20 @@ def load_file(
     population_field: str = "population",
     layer: str | None = None,
     encoding: str | None = None,
-    actor: str = "gridmap",
+    actor: str | Identity = "gridmap",
     progress: store.Progress = store._noop,
 ) -> dict:
-    """Load one file of units (or roads, level 'road'); return what changed."""
+    """Load one file of units (or roads, level 'road'); return what changed. A load that
+    changes anything is recorded in the audit log, in its transaction."""
     if level.strip().lower() in ("road", "roads"):
         roads = files.read_roads(path, crs_text=crs_text, layer=layer)
         with connect(url) as conn, conn.transaction():
             change_id = conn.execute(
                 "INSERT INTO change_set (kind, actor, note) VALUES ('load', %s, %s) RETURNING id",
-                [actor, f"roads from {Path(path).name}"],
+                [str(actor), f"roads from {Path(path).name}"],
             ).fetchone()[0]
             count = store.load_roads(conn, roads, change_id)
+            _audit(conn, actor, change_id, {"level": "road", "file": Path(path).name, "roads": count})
         return {"level": "road", "roads": count, "change_id": change_id}
     level = levels.parse_level(level)
     progress("reading", 0, 1)
@@ -53,11 +56,18 @@ def load_file(
                 conn, level, units, kind="load", actor=actor,
                 note=f"{level} from {Path(path).name} ({source})", progress=progress,
             )
+            if summary.change_id is not None:
+                _audit(conn, actor, summary.change_id,
+                       {"level": level, "file": Path(path).name, "crs": source, **summary.as_dict()})
     except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation) as exc:
         raise _concurrent(exc) from None
     except psycopg.errors.DataError as exc:
         raise InvalidInput(f"{Path(path).name}: a value cannot be stored: {exc.diag.message_primary}") from None
     return {"level": level, "crs": source, "features": len(units), **summary.as_dict()}
+
+
+def _audit(conn, actor: str | Identity, change_id: int, detail: dict) -> None:
+    audit.record(conn, actor, "units.load", "change_set", [change_id], change_id=change_id, detail=detail)
 
 
 def _concurrent(exc: Exception) -> Conflict:
@@ -67,7 +77,7 @@ def _concurrent(exc: Exception) -> Conflict:
     )
 
 
-def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, actor: str = "gridmap",
+def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, actor: str | Identity = "gridmap",
                   progress: store.Progress = store._noop, valid_from=None) -> dict:
     """Load every level of a district GeoPackage (layers named by level), in one transaction."""
     path = Path(path)
@@ -80,7 +90,7 @@ def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, act
         if valid_from is not None:  # the change set says when the boundaries took effect
             change_id = conn.execute(
                 "INSERT INTO change_set (kind, actor, note, created_at) VALUES ('load', %s, %s, %s) RETURNING id",
-                [actor, f"district from {path.name}, in force from {valid_from.isoformat()}", valid_from],
+                [str(actor), f"district from {path.name}, in force from {valid_from.isoformat()}", valid_from],
             ).fetchone()[0]
         for level in levels.LEVELS:
             if level not in layers:
@@ -95,4 +105,6 @@ def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, act
             result[level] = summary.as_dict()["created"] + summary.as_dict()["changed"]
         if "road" in layers:
             result["road"] = store.load_roads(conn, files.read_roads(path, layer="road"), change_id)
+        if change_id is not None:
+            _audit(conn, actor, change_id, {"file": path.name, "district": True, **result})
     return result

@@ -17,6 +17,7 @@ from typing import Callable
 import psycopg
 
 from geo import incidents, locate, store
+from geo.auth import Identity
 from geo.db.connection import connect
 from geo.errors import GridmapError, InvalidInput
 from geo.locate import Locator
@@ -81,9 +82,10 @@ def _report(row: dict, default_crs: str) -> incidents.Report:
 
 
 def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path | None = None,
-                url: str | None = None, actor: str = "import",
+                url: str | None = None, actor: str = "import", who: str | Identity | None = None,
                 progress: Callable[[str, int, int], None] = lambda *a: None) -> dict:
-    """Import a file of incidents; returns counts and where the errors went."""
+    """Import a file of incidents; returns counts and where the errors went. Each row taken
+    in is audited as an intake by `who` (default: `actor`)."""
     path = Path(path)
     rows = _rows(path)
     errors_path = Path(errors_path) if errors_path else path.with_name(path.stem + ".errors.csv")
@@ -106,7 +108,7 @@ def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path
             try:
                 with conn.transaction():
                     report = _report(row, crs)
-                    _, was_new = incidents.report_incident(conn, report, locator_for, actor=actor)
+                    _, was_new = incidents.report_incident(conn, report, locator_for, actor=actor, who=who)
                 created += was_new
                 existing += not was_new
             except GridmapError as exc:

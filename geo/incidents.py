@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 import psycopg
 from psycopg.types.json import Jsonb
 
-from geo import geometry
+from geo import audit, geometry
+from geo.auth import Identity
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.locate import Locator
 
@@ -132,9 +133,11 @@ def _dispatch(conn, chain: dict[str, int | None], escalate: bool) -> tuple[int |
 
 
 def report_incident(conn: psycopg.Connection, report: Report, locator_for: Callable[[datetime], Locator],
-                    actor: str = "intake") -> tuple[dict, bool]:
+                    actor: str = "intake", who: str | Identity | None = None) -> tuple[dict, bool]:
     """Store a report, assign it to its units, dispatch it. Returns (incident, created).
 
+    `actor` names the source in the incident's history (a channel); `who` is the caller
+    recorded in the audit log (an API key, the command line; default: `actor`).
     A report with an external id already stored is not stored again (created is False).
     """
     now = conn.execute("SELECT now()").fetchone()[0]
@@ -173,6 +176,10 @@ def report_incident(conn: psycopg.Connection, report: Report, locator_for: Calla
     if worker_id:
         _event(conn, incident_id, "dispatch", "reported", "assigned", f"to the {level}'s worker",
                {"worker_id": worker_id})
+    audit.record(conn, who or actor, "incident.report", "incident", [incident_id],
+                 after={"state": state, "version": 1, "worker_id": worker_id},
+                 detail={"channel": report.channel, "category": report.category, "external_id": report.external_id,
+                         "unassigned": unassigned})
     return get_incident(conn, incident_id), True
 
 
@@ -186,9 +193,11 @@ def _event(conn, incident_id: int, actor: str, from_state: str | None, to_state:
 
 
 def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, expected_version: int,
-               actor: str, note: str | None = None, worker_id: int | None = None) -> dict:
+               actor: str, note: str | None = None, worker_id: int | None = None,
+               who: str | Identity | None = None) -> dict:
     """Move an incident to `to_state`; Conflict when it changed since `expected_version`,
-    IllegalTransition when the lifecycle does not allow the move."""
+    IllegalTransition when the lifecycle does not allow the move. `actor` is the person named
+    in the incident's history; `who`, the caller the audit log records (default: `actor`)."""
     if to_state not in STATES:
         raise InvalidInput(f"unknown state {to_state!r}: use one of {', '.join(STATES)}")
     check_text(actor, "actor")
@@ -241,6 +250,10 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
     assignments = ", ".join(f"{k} = %s" for k in sets)
     conn.execute(f"UPDATE incident SET {assignments} WHERE id = %s", [*sets.values(), incident_id])
     _event(conn, incident_id, actor, state, to_state, note, data)
+    audit.record(conn, who or actor, "incident.transition", "incident", [incident_id],
+                 before={"state": state, "version": version},
+                 after={"state": to_state, "version": version + 1, **data},
+                 detail={"actor": actor, "note": note})
     return get_incident(conn, incident_id)
 
 
@@ -295,7 +308,8 @@ def get_incident(conn: psycopg.Connection, incident_id: int) -> dict:
     }
 
 
-def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, phone: str | None = None) -> dict:
+def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, phone: str | None = None,
+               who: str | Identity = "gridmap") -> dict:
     roles = {"grid_worker": "grid", "grid_head": "grid", "neighbourhood_head": "neighbourhood",
              "community_worker": "community"}
     if role not in roles:
@@ -312,6 +326,8 @@ def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, pho
         "INSERT INTO worker (name, role, unit_id, phone) VALUES (%s, %s, %s, %s) RETURNING id, created_at",
         [name.strip(), role, unit_id, phone],
     ).fetchone()
+    audit.record(conn, who, "worker.add", "worker", [row[0]],
+                 after={"name": name.strip(), "role": role, "unit_id": unit_id})
     return {"id": row[0], "name": name.strip(), "role": role, "unit_id": unit_id, "phone": phone,
             "active": True, "created_at": row[1]}
 

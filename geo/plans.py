@@ -18,7 +18,8 @@ import numpy as np
 import psycopg
 import shapely
 
-from geo import crs, geometry, levels, partition, plan_quality, store
+from geo import audit, crs, geometry, levels, partition, plan_quality, store
+from geo.auth import Identity
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.partition import Feature
 
@@ -144,7 +145,7 @@ def _into(unit_level: str, into: str) -> str:
 
 
 def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple[int, int] | None = None,
-               parts: int | None = None, seed: int = 0, actor: str = "gridmap",
+               parts: int | None = None, seed: int = 0, actor: str | Identity = "gridmap",
                progress=None) -> dict:
     """Draw and store a split plan for one unit; returns the plan (see `get_plan`)."""
     progress = progress or (lambda stage, done, total: None)
@@ -398,7 +399,7 @@ def _store_plan(conn, kind, level, parent, replaces, proposed, metric, metrics, 
             "INSERT INTO plan (kind, level, parent_id, params, metrics, notes, actor) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
             [kind, level, parent["unit_id"] if parent else None, json.dumps(params),
-             json.dumps(metrics, default=_jsonable), json.dumps(notes, ensure_ascii=False), actor],
+             json.dumps(metrics, default=_jsonable), json.dumps(notes, ensure_ascii=False), str(actor)],
         ).fetchone()[0]
         for r in replaces:
             conn.execute(
@@ -408,6 +409,10 @@ def _store_plan(conn, kind, level, parent, replaces, proposed, metric, metrics, 
         geoms = _to_wgs84([p["geom_m"] for p in proposed], metric) if metric is not None \
             else [p["geom"] for p in proposed]
         _write_units(conn, plan_id, 1, proposed, geoms)
+        audit.record(conn, actor, "plan.draw", "plan", [plan_id],
+                     before={"units": [{"id": r["unit_id"], "version": r["version"]} for r in replaces]},
+                     detail={"kind": kind, "level": level, "parent_id": parent["unit_id"] if parent else None,
+                             "parts": len(proposed)})
     return get_plan(conn, plan_id)
 
 
@@ -569,7 +574,7 @@ def _lock_draft(conn, plan_id: int, expected_revision: int | None) -> dict:
 
 
 def edit_plan(conn, plan_id: int, features: list[dict], *, expected_revision: int | None,
-              crs_text: str | None = None, actor: str = "gridmap") -> dict:
+              crs_text: str | None = None, actor: str | Identity = "gridmap") -> dict:
     """A new revision of the plan's units with the uploaded polygons (matched by code)."""
     if not isinstance(features, list) or not features:
         raise InvalidInput("upload a GeoJSON FeatureCollection with at least one feature")
@@ -602,8 +607,10 @@ def edit_plan(conn, plan_id: int, features: list[dict], *, expected_revision: in
         _write_units(conn, plan_id, revision, units, [u["geom"] for u in units])
         conn.execute(
             "UPDATE plan SET revision = %s, metrics = %s, updated_at = now(), actor = %s WHERE id = %s",
-            [revision, json.dumps(metrics, default=_jsonable), actor, plan_id],
+            [revision, json.dumps(metrics, default=_jsonable), str(actor), plan_id],
         )
+        audit.record(conn, actor, "plan.edit", "plan", [plan_id], before={"revision": plan["revision"]},
+                     after={"revision": revision}, detail={"codes": [str(f["properties"].get("code")) for f in features]})
     return get_plan(conn, plan_id)
 
 
@@ -661,8 +668,9 @@ def _check_tiling(conn, plan: dict, units: list[dict]) -> None:
 
 
 def commit_plan(conn: psycopg.Connection, plan_id: int, *, expected_revision: int | None = None,
-                actor: str = "gridmap") -> dict:
-    """Re-validate and apply the plan in one transaction; Conflict if the units changed since."""
+                actor: str | Identity = "gridmap") -> dict:
+    """Re-validate and apply the plan in one transaction; Conflict if the units changed since.
+    The commit is recorded in the audit log in that transaction."""
     with conn.transaction():
         plan = _lock_draft(conn, plan_id, expected_revision)
         ids = [r["unit_id"] for r in plan["replaces"]]
@@ -699,7 +707,7 @@ def commit_plan(conn: psycopg.Connection, plan_id: int, *, expected_revision: in
         units = _plan_units(conn, plan_id, plan["revision"])
         if plan["kind"] != "merge":
             _check_tiling(conn, plan, units)
-        change_ids = []
+        change_ids, created = [], []
         for grp in sorted({u["grp"] for u in units}):
             old = [r["unit_id"] for r in plan["replaces"] if r["grp"] == grp]
             new = [store.UnitInput(level=plan["level"], code=u["code"], name=u["name"], geom=u["geom"],
@@ -715,23 +723,32 @@ def commit_plan(conn: psycopg.Connection, plan_id: int, *, expected_revision: in
             else:
                 summary = store.write_units(conn, plan["level"], new, kind="split", actor=actor, note=note)
             change_ids.append(summary.change_id)
+            created.extend(summary.created)
         conn.execute(
             "UPDATE plan SET status = 'committed', closed_at = now(), change_id = %s, actor = %s WHERE id = %s",
-            [change_ids[-1] if change_ids else None, actor, plan_id],
+            [change_ids[-1] if change_ids else None, str(actor), plan_id],
         )
+        audit.record(conn, actor, "plan.commit", "plan", [plan_id], change_id=change_ids[-1] if change_ids else None,
+                     before={"status": "draft", "revision": plan["revision"],
+                             "units": [{"id": r["unit_id"], "code": r["code"], "version": r["version"]}
+                                       for r in plan["replaces"]]},
+                     after={"status": "committed", "units": created, "change_ids": change_ids},
+                     detail={"kind": plan["kind"], "level": plan["level"]})
     return get_plan(conn, plan_id) | {"change_ids": change_ids}
 
 
-def discard_plan(conn, plan_id: int, *, actor: str = "gridmap") -> dict:
+def discard_plan(conn, plan_id: int, *, actor: str | Identity = "gridmap") -> dict:
     with conn.transaction():
-        _lock_draft(conn, plan_id, None)
+        plan = _lock_draft(conn, plan_id, None)
         conn.execute("UPDATE plan SET status = 'discarded', closed_at = now(), actor = %s WHERE id = %s",
-                     [actor, plan_id])
+                     [str(actor), plan_id])
+        audit.record(conn, actor, "plan.discard", "plan", [plan_id], before={"status": "draft"},
+                     after={"status": "discarded"}, detail={"revision": plan["revision"]})
     return get_plan(conn, plan_id)
 
 
 def draw_merge(conn, level: str, *, floor: int | None = None, ceiling: int | None = None,
-               within: int | None = None, actor: str = "gridmap") -> dict:
+               within: int | None = None, actor: str | Identity = "gridmap") -> dict:
     """Store a plan merging every unit below the floor into its best neighbour (geo/merge.py)."""
     from geo import merge
 

@@ -19,7 +19,8 @@ import numpy as np
 import psycopg
 import shapely
 
-from geo import codes, crs, geometry, levels
+from geo import audit, codes, crs, geometry, levels
+from geo.auth import Identity
 from geo.errors import Conflict, InvalidInput, NotFound
 
 CONTAINMENT_TOLERANCE_M = 0.5
@@ -396,7 +397,7 @@ def write_units(
     units: list[UnitInput],
     *,
     kind: str = "load",
-    actor: str = "gridmap",
+    actor: str | Identity = "gridmap",
     note: str | None = None,
     check_codes: bool = True,
     progress: Progress = _noop,
@@ -500,7 +501,7 @@ def write_units(
     if summary.change_id is None:
         summary.change_id = conn.execute(
             "INSERT INTO change_set (kind, actor, note) VALUES (%s, %s, %s) RETURNING id",
-            [kind, actor, note],
+            [kind, str(actor), note],
         ).fetchone()[0]
     now = conn.execute("SELECT now()").fetchone()[0]
     if valid_from is not None:
@@ -610,10 +611,11 @@ def edit_unit(
     households: int | None = None,
     population: int | None = None,
     attributes: dict | None = None,
-    actor: str = "gridmap",
+    actor: str | Identity = "gridmap",
     note: str | None = None,
 ) -> dict:
-    """Open a new version of one unit; refuse (Conflict) if it changed since `expected_version`."""
+    """Open a new version of one unit; refuse (Conflict) if it changed since `expected_version`.
+    The edit is recorded in the audit log, in the same transaction."""
     row = conn.execute(
         "SELECT level, code, name, version, households, population, attributes, ST_AsBinary(geom) "
         "FROM unit_version WHERE unit_id = %s AND valid_to IS NULL FOR UPDATE",
@@ -637,7 +639,15 @@ def edit_unit(
         label=f"{level} {code}",
     )
     summary = write_units(conn, level, [unit], kind="edit", actor=actor, note=note)
-    return get_unit(conn, unit_id) | {"change_id": summary.change_id}
+    result = get_unit(conn, unit_id)
+    if summary.change_id is not None:  # an edit that changes nothing opens no version
+        given = {"geometry": geom, "name": name, "households": households, "population": population,
+                 "attributes": attributes}
+        audit.record(conn, actor, "unit.edit", "unit", [unit_id], change_id=summary.change_id,
+                     before={"version": version}, after={"version": result["version"]},
+                     detail={"level": level, "code": code, "fields": [k for k, v in given.items() if v is not None],
+                             "note": note})
+    return result | {"change_id": summary.change_id}
 
 
 def replace_units(
@@ -646,7 +656,7 @@ def replace_units(
     new_units: list[UnitInput],
     *,
     kind: str,
-    actor: str = "gridmap",
+    actor: str | Identity = "gridmap",
     note: str | None = None,
 ) -> WriteSummary:
     """Retire units and open new ones in their place (a split or a merge), recording lineage.
@@ -670,7 +680,7 @@ def replace_units(
     level = rows[0][1]
     change_id = conn.execute(
         "INSERT INTO change_set (kind, actor, note) VALUES (%s, %s, %s) RETURNING id",
-        [kind, actor, note],
+        [kind, str(actor), note],
     ).fetchone()[0]
     retired_codes = {r[2] for r in rows}
     conn.execute(
@@ -699,7 +709,7 @@ def replace_units(
     return summary
 
 
-def _reassign_descendants(conn, level: str, old_ids: list[int], change_id: int, actor: str) -> None:
+def _reassign_descendants(conn, level: str, old_ids: list[int], change_id: int, actor: str | Identity) -> None:
     col = levels.PARENT_COLUMNS.get(level)
     if col is None:
         return

@@ -157,9 +157,9 @@ def render(conn, plan_id: int, *, base: str | None = None) -> str:
     return page.render("plan", title, config, data=json.dumps(data, ensure_ascii=False, default=str), base=base)
 
 
-def index_page(conn) -> str:
-    """/maps: the three maps and every stored plan."""
-    rows = plans.list_plans(conn)
+def index_page(conn, with_plans: bool = True) -> str:
+    """/maps: the three maps and (for those who may see plans) every stored plan."""
+    rows = plans.list_plans(conn) if with_plans else []
     items = "".join(
         f"<tr><td><a href='/maps/plan/{p['id']}'>#{p['id']}</a></td>"
         f"<td>{KIND_ZH.get(p['kind'], p['kind'])} {html.escape(p['kind'])}</td>"
@@ -175,5 +175,5 @@ def index_page(conn) -> str:
             "<li><a href='/maps/overview'>总览 Overview</a> — 各级单元、户数与标准、搜索 every level, households against the band, search</li>"
             "<li><a href='/maps/overview?base=amap'>总览（高德底图）Overview on Amap</a></li>"
             "<li><a href='/maps/dispatch'>事件调度 Dispatch</a> — 事件、热力图、网格统计 incidents, heat map, per-grid counts</li>"
-            "</ul><h2>规划方案 Plans</h2>" + table)
+            "</ul>" + (f"<h2>规划方案 Plans</h2>{table}" if with_plans else ""))
     return page.simple_page("网格地图 gridmap maps", body)

@@ -114,24 +114,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_logged(url: str, log: Path, env: dict | None = None) -> tuple[str, subprocess.Popen]:
-    """Start the real app under uvicorn over a database, its output going to `log` (a file, so a
-    chatty server never blocks on a full pipe); returns its base URL and process."""
+def launch_server(url: str, env: dict | None = None, log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Start the real app under uvicorn, in its own process, on a free port, over a database;
+    returns the process and its base URL once /health answers. Auth is off unless `env` says
+    otherwise (e.g. {"GRIDMAP_AUTH": "on"}). Its output goes to a file (`log`, or a temporary
+    one; `proc.log` names it), so a chatty server never blocks on a full pipe."""
+    import tempfile
+
     import httpx
 
     port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "GRIDMAP_AUTH": "off", **(env or {})}
+    if log is None:
+        log = Path(tempfile.mkstemp(prefix="gridmap-server-", suffix=".log")[1])
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, "DATABASE_URL": url, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
+    proc.log = log
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             if httpx.get(base + "/health", timeout=1).status_code == 200:
-                return base, proc
+                return proc, base
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -140,40 +148,24 @@ def serve_logged(url: str, log: Path, env: dict | None = None) -> tuple[str, sub
         time.sleep(0.2)
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
 @pytest.fixture
 def start_server():
-    """Start the real app under uvicorn, in its own process, on a free port, over a database."""
-    import httpx
-
+    """`launch_server` for one test: start(url, env=None) -> base URL; stopped afterwards."""
     procs = []
 
-    def start(url: str) -> str:
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": url}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
+    def start(url: str, env: dict | None = None) -> str:
+        proc, base = launch_server(url, env)
         procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    return base
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                proc.kill()
-                raise RuntimeError(f"server did not start:\n{out}")
-            time.sleep(0.2)
+        return base
 
     yield start
     for proc in procs:
-        proc.terminate()
-        proc.wait(10)
+        stop_server(proc)
 
 
 @pytest.fixture
@@ -188,3 +180,21 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "geo.cli", *args], cwd=ROOT, capture_output=True, text=True,
         env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=600,
     )
+
+
+@pytest.fixture(scope="module")
+def secured(databases, sample_template):
+    """A server with auth on over its own copy of the sample district, and a key for each role
+    (keys["service"], ...). Verified keys are cached for 1 s, so revocation shows quickly."""
+    from types import SimpleNamespace
+
+    from geo import auth
+
+    url = databases.url(databases.create(template=sample_template))
+    keys = {}
+    with psycopg.connect(url) as conn:
+        for role in auth.ROLES:
+            _, keys[role] = auth.create_key(conn, role, f"test-{role}", "test")
+    proc, base = launch_server(url, {"GRIDMAP_AUTH": "on", "GRIDMAP_AUTH_CACHE_SECONDS": "1"})
+    yield SimpleNamespace(url=url, base=base, keys=keys)
+    stop_server(proc)

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import serve_logged
+from tests.conftest import launch_server, stop_server
 
 SQL = "'; DROP TABLE unit_version; --"
 ZH = "武昌区黄鹤楼街道“测试”"
@@ -35,12 +35,11 @@ def target(databases, sample_template, tmp_path_factory):
         grid = conn.execute("SELECT unit_id, version FROM unit_version WHERE valid_to IS NULL AND level = 'grid' "
                             "ORDER BY code LIMIT 1").fetchone()
     log = tmp_path_factory.mktemp("bad") / "server.log"
-    base, proc = serve_logged(url, log)
+    proc, base = launch_server(url, log=log)
     with httpx.Client(base_url=base, timeout=60) as http:
         plan = http.post("/plans/split", json={"unit": "420199001005", "into": "grids"}).json()
         yield {"http": http, "url": url, "grid": grid, "plan": plan, "log": log}
-    proc.terminate()
-    proc.wait(10)
+    stop_server(proc)
 
 
 def _polygon(ring):

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from geo import incident_sample, locate, plans
-from tests.conftest import ROOT, serve_logged
+from tests.conftest import ROOT, launch_server, stop_server
 
 CHECKS = ",".join([
     "not_a_server_error",
@@ -43,10 +43,9 @@ def fuzz_target(databases, sample_template, tmp_path_factory):
                                  "ORDER BY households DESC LIMIT 1").fetchone()[0]
         plans.draw_split(conn, community, "grid")
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
-    base, proc = serve_logged(url, log)
+    proc, base = launch_server(url, log=log)
     yield base, log
-    proc.terminate()
-    proc.wait(10)
+    stop_server(proc)
 
 
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(fuzz_target):

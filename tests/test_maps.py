@@ -23,7 +23,7 @@ from playwright.sync_api import sync_playwright
 from geo import incident_sample, locate, plans
 from geo.datums import wgs84_to_gcj02
 from geo.locate import metres_per_degree
-from tests.conftest import ROOT, serve_logged
+from tests.conftest import ROOT, launch_server, stop_server
 from tests.maps_browser import MapPage, launch
 
 SHOTS = Path(os.environ.get("GRIDMAP_SCREENSHOTS") or ROOT / "out" / "screenshots")
@@ -51,12 +51,11 @@ def maps_db(databases, sample_template) -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(maps_db, tmp_path_factory):
+def app_url(maps_db):
     """The real app in its own process (module-wide: starting it per test would dominate)."""
-    base, proc = serve_logged(maps_db, tmp_path_factory.mktemp("maps") / "server.log")
+    proc, base = launch_server(maps_db)
     yield base
-    proc.terminate()
-    proc.wait(10)
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
