@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
-from typing import Optional
+from typing import Callable, Optional
 
 from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import auth, db, locators
@@ -58,21 +60,25 @@ class WorkerIn(BaseModel):
     phone: Optional[str] = Field(None, max_length=40)
 
 
-def _locator_for(when: datetime) -> Locator:
-    """The boundaries valid when the report was made: the current index unless they changed since."""
-    with db.pool().connection() as conn:
+def locator_on(conn) -> Callable[[datetime], Locator]:
+    """For a report stored on `conn`: the boundaries valid when it was made (the current index
+    unless they changed since), looked up on that same connection, so an intake never holds
+    one pooled connection while it waits for another."""
+
+    def pick(when: datetime) -> Locator:
         changed = conn.execute("SELECT max(created_at) FROM change_set").fetchone()[0]
-        conn.commit()
-    if changed is None or changed <= when:
-        return locators.current()
-    return locators.as_of(when)
+        if changed is None or changed <= when:
+            return locators.current(conn)
+        return locators.as_of(when, conn)
+
+    return pick
 
 
 @router.post("/incidents", status_code=201, summary="Report an incident; it is assigned and dispatched at once")
 def report(body: ReportIn, who: Identity = auth.require("report")) -> JSONResponse:
     item = incidents.Report(**body.model_dump())
     with db.pool().connection() as conn, conn.transaction():
-        incident, created = incidents.report_incident(conn, item, _locator_for, actor=f"{body.channel}", who=who)
+        incident, created = incidents.report_incident(conn, item, locator_on(conn), actor=f"{body.channel}", who=who)
     return JSONResponse(jsonable_encoder(shown(incident, who)), status_code=201 if created else 200)
 
 
@@ -149,5 +155,9 @@ def incident_stats(
     start, end = store.parse_time(from_), store.parse_time(to)
     if start is None or end is None:
         raise InvalidInput("give both 'from' and 'to' as ISO 8601 times, e.g. from=2026-01-01&to=2026-02-01")
-    with db.pool().connection() as conn, db.pool().connection() as median_conn:
+    with db.pool().connection() as conn, ExitStack() as extra:
+        try:  # medians in parallel on a second connection, only if one is free right now:
+            median_conn = extra.enter_context(db.pool().connection(timeout=0.05))
+        except PoolTimeout:  # waiting for it while holding `conn` could starve the pool
+            median_conn = None
         return jsonable_encoder(incidents.stats(conn, lv, start, end, median_conn=median_conn))

@@ -95,18 +95,31 @@ def _settle() -> None:
     gc.freeze()
 
 
-def _rebuild(generation: int) -> Locator:
+def _rebuild(generation: int, conn: psycopg.Connection | None = None) -> Locator:
     global _current
     with _lock:
         if _current is None or _current.generation is None or _current.generation < generation:
-            with db.pool().connection() as conn:
+            if conn is not None:
                 _current = locate.load(conn)
+            else:
+                with db.pool().connection() as own:
+                    _current = locate.load(own)
             _settle()
         return _current
 
 
-def current() -> Locator:
-    """The index of the boundaries stored now, rebuilt if any committed change is newer."""
+def current(conn: psycopg.Connection | None = None) -> Locator:
+    """The index of the boundaries stored now, rebuilt if any committed change is newer.
+
+    With `conn` (a request's own connection, possibly inside its transaction) the check and
+    any rebuild use it: a request never holds one pooled connection while waiting for a
+    second, which under load starves the pool."""
+    if conn is not None:
+        generation = conn.execute("SELECT generation FROM boundary_generation").fetchone()[0]
+        index = _current
+        if index is not None and index.generation is not None and index.generation >= generation:
+            return index
+        return _rebuild(generation, conn)
     generation = _generation()
     index = _current
     if index is not None and index.generation is not None and index.generation >= generation:
@@ -117,13 +130,21 @@ def current() -> Locator:
 _building: dict[tuple, threading.Lock] = {}
 
 
-def as_of(when: datetime) -> Locator:
-    """The index of the boundaries valid at `when`: one build per state, however many ask."""
-    with db.pool().connection() as conn:
-        key = conn.execute(
-            "SELECT coalesce(max(id), 0), count(*) FROM change_set WHERE created_at <= %s", [when]
-        ).fetchone()
-        conn.commit()
+def as_of(when: datetime, conn: psycopg.Connection | None = None) -> Locator:
+    """The index of the boundaries valid at `when`: one build per state, however many ask
+    (with `conn`, on that connection, as for `current`)."""
+    if conn is not None:
+        return _as_of(when, conn)
+    with db.pool().connection() as own:
+        index = _as_of(when, own)
+        own.commit()
+        return index
+
+
+def _as_of(when: datetime, conn: psycopg.Connection) -> Locator:
+    key = conn.execute(
+        "SELECT coalesce(max(id), 0), count(*) FROM change_set WHERE created_at <= %s", [when]
+    ).fetchone()
     with _lock:
         if key in _past:
             _past.move_to_end(key)
@@ -133,8 +154,7 @@ def as_of(when: datetime) -> Locator:
         with _lock:
             if key in _past:
                 return _past[key]
-        with db.pool().connection() as conn:
-            index = locate.load(conn, as_of=when)
+        index = locate.load(conn, as_of=when)
         with _lock:
             _past[key] = index
             _building.pop(key, None)

@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api import auth, db
-from api.incidents import _locator_for, shown
+from api.incidents import locator_on, shown
 from geo import incidents, store
 from geo.auth import Identity
 from geo.errors import GridmapError
@@ -85,7 +85,7 @@ async def create(request: Request, who: Identity = auth.require("report")) -> JS
 
     def store_it() -> dict:
         with db.pool().connection() as conn, conn.transaction():
-            return incidents.report_incident(conn, report, _locator_for, actor="open311", who=who)[0]
+            return incidents.report_incident(conn, report, locator_on(conn), actor="open311", who=who)[0]
 
     try:
         incident = await run_in_threadpool(store_it)

@@ -140,7 +140,12 @@ def report_incident(conn: psycopg.Connection, report: Report, locator_for: Calla
     recorded in the audit log (an API key, the command line; default: `actor`).
     A report with an external id already stored is not stored again (created is False).
     """
-    now = conn.execute("SELECT now()").fetchone()[0]
+    # A boundary commit holds this row from its first write to its end (the trigger of
+    # migration 0001 updates it): a report waits for it, so it is assigned to the boundaries
+    # current when it is stored, and a commit's re-assignment of open incidents sees every
+    # report stored before the commit began writing. Reports share the lock among themselves.
+    conn.execute("SELECT generation FROM boundary_generation FOR SHARE")
+    now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     if report.external_id:
         existing = conn.execute("SELECT id FROM incident WHERE external_id = %s", [report.external_id]).fetchone()
         if existing:
