@@ -86,6 +86,7 @@ def ensure_template(base: str) -> None:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [TEMPLATE]).fetchone():
             with psycopg.connect(_url(base, TEMPLATE)) as t:
                 if t.execute("SELECT count(*) FROM incident").fetchone()[0]:
+                    migrate(t)  # a template kept from an older gridmap gets the newer migrations
                     print(f"template {TEMPLATE}: reused")
                     return
             conn.execute(f'DROP DATABASE "{TEMPLATE}" WITH (FORCE)')
