@@ -382,3 +382,140 @@ def test_connections_the_server_closed_are_replaced_unseen(own_cluster, apps):
         assert killed >= 2  # the pool's and /locate's generation check
         time.sleep(0.3)
         _assert_served(_sweep(app.base, routes))
+
+
+# ---- a plan commit cut off in the middle of its transaction ------------------------------------
+
+def _snapshot(conn) -> dict:
+    """What a commit that did not finish must leave as it was."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM unit), (SELECT count(*) FROM unit_version), "
+        "(SELECT md5(string_agg(unit_id || '/' || version, ',' ORDER BY unit_id)) FROM unit_version "
+        " WHERE valid_to IS NULL), "
+        "(SELECT count(*) FROM unit_lineage), (SELECT count(*) FROM change_set), "
+        "(SELECT generation FROM boundary_generation), "
+        "(SELECT md5(string_agg(id || '/' || version || '/' || coalesce(grid_id::text, ''), ',' ORDER BY id)) "
+        " FROM incident), (SELECT count(*) FROM incident_event)"
+    ).fetchone()
+    keys = ("units", "versions", "current", "lineage", "change_sets", "generation", "incidents", "events")
+    return dict(zip(keys, row))
+
+
+def _validation(conn) -> dict:
+    return {lv: validate.validate(conn, lv)["counts"] for lv in ("community", "grid")}
+
+
+@dataclass
+class Drawn:
+    plan_id: int
+    old_grids: list[int]
+    neighbourhood: int  # under one of the old grids: the commit re-parents it, late in its transaction
+    point: tuple[float, float]
+
+
+def _draw_split(conn) -> Drawn:
+    community = conn.execute(
+        "SELECT unit_id FROM unit_version WHERE valid_to IS NULL AND level = 'community' AND households > 3000 "
+        "ORDER BY code LIMIT 1").fetchone()[0]
+    plan = plans.draw_split(conn, community, "grid", seed=0)
+    old = [r[0] for r in conn.execute(
+        "SELECT unit_id FROM unit_version WHERE valid_to IS NULL AND level = 'grid' AND community_id = %s",
+        [community])]
+    nb, lon, lat = conn.execute(
+        "SELECT unit_id, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM unit_version "
+        "WHERE valid_to IS NULL AND level = 'neighbourhood' AND grid_id = ANY(%s) ORDER BY unit_id LIMIT 1",
+        [old]).fetchone()
+    return Drawn(plan["id"], old, nb, (lon, lat))
+
+
+class CutOff:
+    """Holds a row lock the commit needs late in its transaction, so that it waits there; then
+    terminates the committing backend from another session, as a crash or a failover would."""
+
+    def __init__(self, url: str, drawn: Drawn):
+        self.url, self.drawn = url, drawn
+        self.locker = psycopg.connect(url)
+        self.locker.execute("SELECT 1 FROM unit_version WHERE unit_id = %s AND valid_to IS NULL FOR UPDATE",
+                            [drawn.neighbourhood])
+
+    def wait_and_terminate(self) -> int:
+        """Wait for a backend blocked by our lock that has already written the new units' lineage
+        (the commit is well inside its transaction), and terminate it."""
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                row = admin.execute(
+                    "SELECT a.pid FROM pg_stat_activity a WHERE %s = ANY(pg_blocking_pids(a.pid)) AND EXISTS "
+                    "(SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.granted AND l.mode = 'RowExclusiveLock' "
+                    " AND l.relation = 'unit_lineage'::regclass)", [self.locker.info.backend_pid]).fetchone()
+                if row:
+                    assert admin.execute("SELECT pg_terminate_backend(%s)", [row[0]]).fetchone()[0]
+                    return row[0]
+                time.sleep(0.05)
+        pytest.fail("the commit never reached the locked row")
+
+    def run(self, commit) -> None:
+        """Run `commit` in a thread, cut it off, and let go of the lock."""
+        thread = threading.Thread(target=commit)
+        thread.start()
+        try:
+            self.wait_and_terminate()
+            thread.join(60)
+        finally:
+            self.locker.rollback()
+            self.locker.close()
+
+
+def test_commit_cut_off_mid_transaction_changes_nothing(sample_url):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        drawn = _draw_split(conn)
+        before, checks = _snapshot(conn), _validation(conn)
+    outcome: dict = {}
+
+    def commit() -> None:
+        with psycopg.connect(sample_url, autocommit=True) as c:
+            try:
+                outcome["plan"] = plans.commit_plan(c, drawn.plan_id)
+            except Exception as exc:
+                outcome["error"] = exc
+
+    CutOff(sample_url, drawn).run(commit)
+    assert isinstance(outcome.get("error"), psycopg.errors.AdminShutdown), outcome
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        assert _snapshot(conn) == before  # same versions current, no new unit, no lineage, no change set
+        plan = plans.get_plan(conn, drawn.plan_id)
+        assert plan["status"] == "draft" and plan["change_id"] is None
+        assert _validation(conn) == checks
+        # nothing is left half-done that would stop the same commit now
+        done = plans.commit_plan(conn, drawn.plan_id)
+        assert done["status"] == "committed"
+        after = _snapshot(conn)
+        assert after["lineage"] > before["lineage"] and after["units"] > before["units"]
+        grids = validate.validate(conn, "grid")["counts"]
+        assert grids.get("gap", 0) == 0 and grids.get("overlap", 0) == 0
+
+
+def test_commit_cut_off_over_http_is_503_and_can_be_retried(sample_url, apps):
+    app = apps(sample_url)
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        drawn = _draw_split(conn)
+        before = _snapshot(conn)
+    lon, lat = drawn.point
+    assert httpx.get(f"{app.base}/locate?lon={lon}&lat={lat}").json()["grid"]["id"] in drawn.old_grids
+    answer: dict = {}
+    CutOff(sample_url, drawn).run(lambda: answer.update(
+        r=httpx.post(f"{app.base}/plans/{drawn.plan_id}/commit", json={"revision": 1}, timeout=120)))
+    r = answer["r"]
+    assert r.status_code == 503 and r.headers["retry-after"].isdigit(), r.text
+    assert r.json()["error"] == "DatabaseUnavailable"
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        assert _snapshot(conn) == before
+    with httpx.Client(base_url=app.base, timeout=120) as http:
+        assert http.get(f"/plans/{drawn.plan_id}").json()["status"] == "draft"
+        assert http.get(f"/locate?lon={lon}&lat={lat}").json()["grid"]["id"] in drawn.old_grids
+        # the client tries again: the same app commits it
+        again = http.post(f"/plans/{drawn.plan_id}/commit", json={"revision": 1})
+        assert again.status_code == 200 and again.json()["status"] == "committed", again.text
+        # and /locate answers from the new boundaries at once
+        assert http.get(f"/locate?lon={lon}&lat={lat}").json()["grid"]["id"] not in drawn.old_grids
+        assert http.post(f"/plans/{drawn.plan_id}/commit").status_code == 409
