@@ -282,7 +282,7 @@ def _never_500(answers: list[Answer]) -> None:
     assert not bad, "answers that are neither a result nor a proper 503:\n" + "\n".join(map(str, bad[:20]))
 
 
-def _assert_outage_answers(answers: list[Answer]) -> None:
+def _assert_outage_answers(answers: list[Answer], every_kind: bool = True) -> None:
     _never_500(answers)
     wrong = [a for a in answers if a.route.needs_db and not _is_unavailable(a)]
     wrong += [a for a in answers if not a.route.needs_db and a.status != 200]
@@ -290,7 +290,8 @@ def _assert_outage_answers(answers: list[Answer]) -> None:
     slow = [a for a in answers if a.took > OUTAGE_WAIT_S]
     assert not slow, "503 must come quickly:\n" + "\n".join(map(str, slow))
     kinds = {a.route.kind for a in answers if a.route.needs_db}
-    assert kinds == {"health", "units", "locate", "incidents", "open311", "stats", "plans", "tiles", "ogc", "maps"}
+    assert not every_kind or kinds == {"health", "units", "locate", "incidents", "open311", "stats", "plans",
+                                       "tiles", "ogc", "maps"}
 
 
 def _wait_until_served(base: str, routes: list[Route], since: float) -> tuple[float, list[Answer]]:
@@ -343,7 +344,7 @@ def test_database_restarted_under_load(own_cluster, apps, mode):
     _never_500(load.answers)
     during = [a for a in load.answers if a.started >= down and a.ended <= starting]
     assert len(during) >= 20, f"only {len(during)} requests of the load fell inside the outage"
-    _assert_outage_answers(during)
+    _assert_outage_answers(during, every_kind=False)  # the sweeps asked every kind
     before = [a for a in load.answers if a.ended < stopping]
     after = [a for a in load.answers if a.started > starting + recovered]
     assert before and all(a.status < 500 for a in before)
