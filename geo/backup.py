@@ -276,6 +276,12 @@ def restore(file: Path, url: str, *, into: str | None = None, force: bool = Fals
                   "--single-transaction", "--exit-on-error", f"--dbname={conninfo}", str(file)],
                  env, progress, "restoring tables", tables, re.compile(r"processing data for table"))
             restored = _holds(url, staging)
+            if before and before.get("generation") is not None:
+                # workers of an app that served the old database keep indexes keyed by this
+                # counter: set it past both before anyone can connect to the restored database
+                restored["generation"] = max(before["generation"], restored["generation"]) + 1
+                with psycopg.connect(_url(url, staging)) as conn:
+                    conn.execute("UPDATE boundary_generation SET generation = %s", [restored["generation"]])
         except BaseException:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging)))
             raise
@@ -283,10 +289,4 @@ def restore(file: Path, url: str, *, into: str | None = None, force: bool = Fals
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(target)))
         admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging),
                                                                        sql.Identifier(target)))
-    if before and before.get("generation") is not None:
-        # workers of an app that served the old database keep indexes keyed by this counter
-        generation = max(before["generation"], restored["generation"]) + 1
-        with psycopg.connect(_url(url, target)) as conn:
-            conn.execute("UPDATE boundary_generation SET generation = %s", [generation])
-        restored["generation"] = generation
     return {"file": str(file), "database": target, "replaced": bool(before and before["tables"]), **restored}
