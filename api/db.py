@@ -56,7 +56,7 @@ class _Reachability:
         with self._lock:
             if self.down_since is None:
                 self.down_since = time.monotonic()
-                log.warning("database unreachable: %s", str(exc).strip().splitlines()[0])
+                log.warning("database unreachable: %s", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
     def ok(self) -> None:
         if self.down_since is None:
