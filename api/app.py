@@ -19,13 +19,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import asynccontextmanager
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
@@ -33,6 +34,8 @@ from api import admin, auth, db, incidents, limits, locate, login, maps, ogc, op
 from geo import store
 from geo.db.migrations import applied
 from geo.errors import GridmapError, SetupError
+
+log = logging.getLogger("gridmap.api")
 
 
 @asynccontextmanager
@@ -69,15 +72,59 @@ def error_answer(request: Request, body: dict, status_code: int, headers: dict |
 
 @app.exception_handler(GridmapError)
 async def gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
-    headers = {"Retry-After": "5"} if isinstance(exc, SetupError) else None
+    headers = {"Retry-After": str(db.RETRY_AFTER_S)} if isinstance(exc, SetupError) else None
     return error_answer(request, {"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status,
                         headers=headers)
 
 
+UNAVAILABLE = "the database is not reachable, or the connection to it was lost; try again"
+
+
+def _unavailable(request: Request) -> Response:
+    """503 with Retry-After: a page for a browser on the maps, the API's error body otherwise."""
+    headers = {"Retry-After": str(db.RETRY_AFTER_S)}
+    if request.url.path.startswith("/maps") and "text/html" in request.headers.get("accept", ""):
+        from maps.page import error_page
+
+        return HTMLResponse(error_page(503, "DatabaseUnavailable", UNAVAILABLE), status_code=503, headers=headers)
+    return error_answer(request, {"error": "DatabaseUnavailable", "detail": UNAVAILABLE}, status_code=503, headers=headers)
+
+
+def _connection_trouble(exc: BaseException) -> bool:
+    """Whether the database connection failing is what lies behind `exc` (its causes, and the
+    members of an exception group, included)."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+    return False
+
+
+# OperationalError covers the pool's PoolTimeout (no connection within api.db.WAIT_S), the
+# server going away (AdminShutdown 57P01, CannotConnectNow 57P03, a connection lost mid-query)
+# and a failed connection attempt. InterfaceError is psycopg's for a connection or cursor it can
+# no longer use.
 @app.exception_handler(psycopg.OperationalError)
-async def database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-    return error_answer(request, {"error": "DatabaseUnavailable", "detail": "the database is not reachable; try again"},
-                        status_code=503, headers={"Retry-After": "5"})
+@app.exception_handler(psycopg.InterfaceError)
+async def database_down(request: Request, exc: psycopg.Error) -> Response:
+    if isinstance(exc, psycopg.InterfaceError):
+        log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return _unavailable(request)
+
+
+@app.exception_handler(Exception)
+async def unexpected(request: Request, exc: Exception) -> Response:
+    """Anything else is a 500, unless a lost database connection lies behind it, or the database
+    is unreachable right now: then it is the outage, and the client may try again."""
+    if _connection_trouble(exc) or db.reachability.down:
+        return _unavailable(request)
+    return error_answer(request, {"error": "InternalError", "detail": "an unexpected error; it has been logged"},
+                        status_code=500)
 
 
 @app.exception_handler(psycopg.errors.UniqueViolation)

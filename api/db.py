@@ -1,28 +1,132 @@
-"""The API's connection pool: one per process, opened when the app starts."""
+"""The API's connection pool: one per process, opened when the app starts.
+
+Outages. When the database stops, restarts or drops a connection, the app must answer
+503 quickly and recover by itself:
+
+- every connection is checked (an empty query) before a request gets it, so a connection
+  the server closed (a restart, pg_terminate_backend, an idle timeout) is replaced instead
+  of failing the request;
+- a request waits at most WAIT_S for a connection, and only DOWN_WAIT_S while the last
+  attempt to connect failed, so clients get a quick 503 (PoolTimeout, an OperationalError,
+  see the handlers in api/app.py) rather than hanging;
+- a failing reconnection gives up after RECONNECT_S and the next request starts a new one
+  at once, so the pool is back within a few seconds of the database (psycopg_pool's own
+  backoff doubles up to minutes);
+- connection attempts time out after CONNECT_TIMEOUT_S (PGCONNECT_TIMEOUT, unless the URL
+  or the environment says otherwise), also for /locate's own generation check connection.
+"""
 
 from __future__ import annotations
 
-from psycopg_pool import ConnectionPool
+import logging
+import os
+import threading
+import time
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from geo.db.connection import database_url
 
-_pool: ConnectionPool | None = None
+log = logging.getLogger("gridmap.db")
 
 
-def open_pool() -> ConnectionPool:
+def _seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+WAIT_S = _seconds("GRIDMAP_DB_WAIT", 3.0)  # longest a request waits for a connection
+DOWN_WAIT_S = min(0.5, WAIT_S)  # ... while the database is known to be unreachable
+CONNECT_TIMEOUT_S = 3  # one connection attempt (libpq's minimum is 2)
+RECONNECT_S = 5.0  # a reconnection attempt (with backoff) gives up after this
+RETRY_AFTER_S = 5  # what 503 answers tell clients
+
+
+class _Reachability:
+    """Whether the last attempt to connect failed, and since when."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        with self._lock:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                log.warning("database unreachable: %s", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+
+    def ok(self) -> None:
+        if self.down_since is None:
+            return
+        with self._lock:
+            if self.down_since is not None:
+                log.warning("database reachable again after %.1f s", time.monotonic() - self.down_since)
+                self.down_since = None
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+
+reachability = _Reachability()
+
+
+class _Connection(psycopg.Connection):
+    """A connection that reports whether connecting worked."""
+
+    @classmethod
+    def connect(cls, *args, **kwargs):
+        try:
+            conn = super().connect(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            reachability.failed(exc)
+            raise
+        reachability.ok()
+        return conn
+
+
+class Pool(ConnectionPool):
+    """A pool whose requests wait briefly, and hardly at all while the database is down."""
+
+    def getconn(self, timeout: float | None = None):
+        if timeout is None:
+            timeout = DOWN_WAIT_S if reachability.down else self.timeout
+        try:
+            conn = super().getconn(timeout)
+        except PoolTimeout as exc:
+            if reachability.down:  # say why, not just that the wait ran out
+                raise PoolTimeout(f"the database is unreachable ({exc})") from None
+            raise
+        reachability.ok()  # it passed the check: the database answers
+        return conn
+
+
+_pool: Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def open_pool() -> Pool:
     global _pool
-    if _pool is None:
-        _pool = ConnectionPool(database_url(), min_size=1, max_size=10, open=True,
-                               kwargs={"autocommit": False})
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            os.environ.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT_S))
+            _pool = Pool(database_url(), min_size=1, max_size=10, open=True, name="gridmap",
+                         connection_class=_Connection, kwargs={"autocommit": False},
+                         check=ConnectionPool.check_connection, timeout=WAIT_S,
+                         reconnect_timeout=RECONNECT_S)
+        return _pool
 
 
 def close_pool() -> None:
     global _pool
-    if _pool is not None:
-        _pool.close()
-        _pool = None
+    with _pool_lock:
+        if _pool is not None:
+            _pool.close()
+            _pool = None
 
 
-def pool() -> ConnectionPool:
-    return open_pool()
+def pool() -> Pool:
+    return _pool or open_pool()

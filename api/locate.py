@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 import orjson
+import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
@@ -59,6 +60,17 @@ async def _index_async(as_of: Optional[str]) -> tuple[Locator, Optional[str]]:
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(locators.as_of, when), when.isoformat()
+
+
+async def _checked_index(as_of: Optional[str]) -> tuple[Locator, Optional[str]]:
+    """`_index_async`, but a failed boundary-generation check is tried once more before it counts
+    as an outage (503): the check's connection may be one the server has since closed (a restart,
+    a terminated backend), and the second check opens a new one. While the database is down, the
+    index is not used: nothing could show it is not older than the last commit."""
+    try:
+        return await _index_async(as_of)
+    except psycopg.OperationalError:
+        return await _index_async(as_of)
 
 
 def _locate(index: Locator, lon: np.ndarray, lat: np.ndarray, near_m: float):
@@ -122,7 +134,7 @@ async def _answer_one(lon: float, lat: float, crs: str, as_of, levels_, near: fl
     wanted = _levels(levels_)
     x, y, source = geometry.points_to_wgs84([lon], [lat], crs)
     px, py = float(x[0]), float(y[0])
-    index, when = await _index_async(as_of)
+    index, when = await _checked_index(as_of)
     found = index.locate_one(px, py)
     grids = index.indexes["grid"]
     distance = grids.distance_one(px, py, found["grid"])

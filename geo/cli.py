@@ -542,6 +542,48 @@ def audit_log(
                       f"{r['subject']} {ids}".strip(), f"{short(r['before'])} → {short(r['after'])}")
     Console(width=200).print(table)
 
+# ---- backup and restore ------------------------------------------------------------
+
+@app.command()
+def backup(
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write, or an existing folder "
+                                          "to write it in (default: gridmap-<database>-<time>.dump here)"),
+) -> None:
+    """Back up the whole database to one file (pg_dump custom format, one consistent snapshot)."""
+    from geo import backup as backups
+    from geo.db.connection import database_url
+
+    with _errors():
+        url = database_url()
+        with _progress() as update:
+            result = backups.backup(url, output, progress=update)
+    console.print(f"wrote {result['file']} ({result['bytes'] / 1e6:,.1f} MB) from database {result['database']}: "
+                  f"{backups.describe(result)}")
+
+
+@app.command()
+def restore(
+    file: Path = typer.Argument(..., help="A file written by `gridmap backup`"),
+    into: Optional[str] = typer.Option(None, "--into", help="Restore into this database on the same server "
+                                       "(created if missing) instead of gridmap's own"),
+    force: bool = typer.Option(False, "--force", help="Replace the database even though it holds data"),
+) -> None:
+    """Restore a backup: exactly the units (every version), lineage, incidents, plans and migrations
+    it holds. A database that is not empty is replaced only with --force."""
+    from geo import backup as backups
+    from geo.db.connection import database_url
+    from geo.db.migrations import available
+
+    with _errors():
+        url = database_url()
+        with _progress() as update:
+            result = backups.restore(file, url, into=into, force=force, progress=update)
+    replaced = " (replacing what it held)" if result["replaced"] else ""
+    console.print(f"restored {file} into database {result['database']}{replaced}: {backups.describe(result)}")
+    pending = [name for name, _ in available() if name not in result.get("migrations", [])]
+    if pending:
+        console.print(f"[yellow]the backup predates migration(s) {', '.join(pending)}: run `gridmap migrate`[/]")
+
 
 @app.command()
 def serve(
