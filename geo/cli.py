@@ -611,9 +611,29 @@ def serve(
     if not on:
         console.print("[bold yellow]WARNING: auth is off[/] (loopback only): every request is an admin's. "
                       "Set GRIDMAP_AUTH=on to require API keys.")
+    _bring_schema_up_to_date()
     console.print(f"gridmap serving on http://{host}:{port} (docs: http://{host}:{port}/docs), auth "
                   f"{'on' if on else 'off'}")
     uvicorn.run("api.app:app", host=host, port=port, workers=workers, log_level="info")
+
+
+def _bring_schema_up_to_date() -> None:
+    """Apply migrations a newer gridmap brings before serving: an app whose writes need a table
+    an older database lacks would answer them with errors. A database that is down is not fatal
+    here: the app answers 503 until it is back (README: Reliability)."""
+    import psycopg
+
+    from geo.db.connection import connect
+    from geo.db.migrations import migrate as run
+
+    try:
+        with connect() as conn:
+            done = run(conn)
+    except psycopg.OperationalError as exc:
+        console.print(f"[yellow]database not reachable, migrations not checked:[/] {exc}".strip())
+        return
+    if done:
+        console.print(f"applied migrations: {', '.join(done)}")
 
 
 def main() -> None:  # pragma: no cover
