@@ -84,7 +84,7 @@ class App:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, ready: str = "/health") -> "App":
-        env = {**os.environ, "DATABASE_URL": self.url}
+        env = {**os.environ, "DATABASE_URL": self.url, "GRIDMAP_AUTH": "off"}  # outages, not keys, are tested here
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "warning"], cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
@@ -269,11 +269,14 @@ class Load:
 
 
 def _is_unavailable(a: Answer) -> bool:
-    """A proper outage answer: 503, Retry-After in seconds, and the API's error body (or a page)."""
+    """A proper outage answer: 503, Retry-After in seconds, and the API's error body (or a page;
+    under /open311/, GeoReport v2's error list)."""
     if a.status != 503 or not a.headers.get("retry-after", "").isdigit():
         return False
     if a.route.html:
         return a.headers.get("content-type", "").startswith("text/html") and "DatabaseUnavailable" in a.text
+    if a.route.path.startswith("/open311/"):
+        return a.text.startswith('[{"code":503,"description":"the database is not reachable')
     return '"error":"DatabaseUnavailable"' in a.text
 
 
