@@ -182,6 +182,29 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture
+def client(server):
+    """An HTTP client on `server`."""
+    import httpx
+
+    with httpx.Client(base_url=server, timeout=60) as c:
+        yield c
+
+
+def bearer(key: str) -> dict:
+    """The header that presents an API key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def http(secured):
+    """An HTTP client on the `secured` server (no key of its own: pass `headers=bearer(...)`)."""
+    import httpx
+
+    with httpx.Client(base_url=secured.base, timeout=120) as c:
+        yield c
+
+
 @pytest.fixture(scope="module")
 def secured(databases, sample_template):
     """A server with auth on over its own copy of the sample district, and a key for each role

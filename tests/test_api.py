@@ -1,15 +1,8 @@
 """The API over a real HTTP server (uvicorn in its own process) and the sample district."""
 
-import httpx
 import pytest
 import shapely
 from shapely.geometry import shape
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server, timeout=30) as c:
-        yield c
 
 
 def test_health_reports_schema_and_units(client):

@@ -9,24 +9,13 @@ from __future__ import annotations
 import getpass
 import json
 
-import httpx
 import psycopg
 import pytest
 
 from geo import plans
-from tests.conftest import run_cli
+from tests.conftest import bearer, run_cli
 
 LON, LAT = 114.30, 30.55
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture(scope="module")
-def http(secured):
-    with httpx.Client(base_url=secured.base, timeout=120) as client:
-        yield client
 
 
 def audit_rows(http, secured, **params) -> list[dict]:

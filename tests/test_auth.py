@@ -20,7 +20,7 @@ import pytest
 
 from api import auth as api_auth
 from geo import auth
-from tests.conftest import ROOT, free_port, run_cli
+from tests.conftest import ROOT, bearer, free_port, run_cli
 
 ROLES = tuple(auth.ROLES)
 EVERYONE = set(ROLES)
@@ -32,16 +32,6 @@ def _tile(z: int, lon: float = LON, lat: float = LAT) -> str:
     x = int((lon + 180) / 360 * n)
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
     return f"/tiles/street/{z}/{x}/{y}.mvt"
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture(scope="module")
-def http(secured):
-    with httpx.Client(base_url=secured.base, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,6 @@ CHAIN = ("street", "community", "grid", "compound", "neighbourhood", "building")
 
 
 @pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture
 def spot(sample_url):
     """A point inside a small neighbourhood, and its grid and community ids."""
     with psycopg.connect(sample_url) as conn:

@@ -14,12 +14,6 @@ from tests import shapes
 LEVELS = ("street", "community", "grid", "compound", "neighbourhood", "building")
 
 
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server, timeout=60) as c:
-        yield c
-
-
 def _ids(answer):
     return {lv: (answer[lv]["id"] if answer[lv] else None) for lv in LEVELS}
 

@@ -26,12 +26,6 @@ TO_METRES = Transformer.from_crs(4326, 32650, always_xy=True)  # UTM 50N, metres
 
 
 @pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture
 def conn(sample_url):
     with psycopg.connect(sample_url, autocommit=True) as c:
         yield c
