@@ -116,15 +116,12 @@ def current(conn: psycopg.Connection | None = None) -> Locator:
     second, which under load starves the pool."""
     if conn is not None:
         generation = conn.execute("SELECT generation FROM boundary_generation").fetchone()[0]
-        index = _current
-        if index is not None and index.generation is not None and index.generation >= generation:
-            return index
-        return _rebuild(generation, conn)
-    generation = _generation()
+    else:
+        generation = _generation()
     index = _current
     if index is not None and index.generation is not None and index.generation >= generation:
         return index
-    return _rebuild(generation)
+    return _rebuild(generation, conn)
 
 
 _building: dict[tuple, threading.Lock] = {}
