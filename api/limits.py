@@ -8,13 +8,15 @@ district's boundaries) go through `gridmap load`, not the HTTP API.
 from __future__ import annotations
 
 import json
-import os
+from typing import Any
+
+from api.errors import OPEN311_PREFIX
 
 DEFAULT_MB = 8.0
 
 
-def max_body_bytes() -> int:
-    return int(float(os.environ.get("GRIDMAP_MAX_BODY_MB") or DEFAULT_MB) * 1024 * 1024)
+def max_body_bytes(mb: float = DEFAULT_MB) -> int:
+    return int(mb * 1024 * 1024)
 
 
 class _TooLarge(BaseException):
@@ -25,11 +27,11 @@ class _TooLarge(BaseException):
 class BodyLimit:
     """Pure ASGI middleware (no buffering of its own): counts body bytes as they arrive."""
 
-    def __init__(self, app, limit: int | None = None):
+    def __init__(self, app: Any, limit: int | None = None):
         self.app = app
         self.limit = limit if limit is not None else max_body_bytes()
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -40,7 +42,7 @@ class BodyLimit:
         seen = 0
         started = False
 
-        async def counted_receive():
+        async def counted_receive() -> Any:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -49,7 +51,7 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
-        async def watched_send(message):
+        async def watched_send(message: Any) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -61,11 +63,11 @@ class BodyLimit:
             if not started:
                 await self._refuse(scope, send)
 
-    async def _refuse(self, scope, send) -> None:
+    async def _refuse(self, scope: Any, send: Any) -> None:
         mb = self.limit / (1024 * 1024)
         detail = (f"the request body is over {mb:g} MB; send less at a time, or load large files "
                   "with `gridmap load`")
-        if scope.get("path", "").startswith("/open311/"):
+        if scope.get("path", "").startswith(OPEN311_PREFIX):
             body = json.dumps([{"code": 413, "description": detail}])
         else:
             body = json.dumps({"error": "TooLarge", "detail": detail})

@@ -1,7 +1,7 @@
 """The OpenAPI document: FastAPI's, with gridmap's error answers described.
 
 Every error the app sends has one shape, `{"error": ..., "detail": ..., "problems": [...]}`
-(see the handlers in api/app.py), whatever raised it. FastAPI's generated document knows
+(see api/errors.py), whatever raised it. FastAPI's generated document knows
 only its own 422 body, so clients (and schema-driven fuzzers) would be told a different
 shape and too few status codes. Here every operation gets the statuses any request can
 meet, each with the one error schema.
@@ -9,8 +9,12 @@ meet, each with the one error schema.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from api.errors import OPEN311_PREFIX
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -46,18 +50,18 @@ OPEN311_ERROR_SCHEMA = {
 }
 
 
-def _error_response(description: str, schema: str = "Error") -> dict:
+def _error_response(description: str, schema: str = "Error") -> dict[str, Any]:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
-def document_errors(schema: dict) -> dict:
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Replace FastAPI's validation-error answers by gridmap's error shape on every operation."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = ERROR_SCHEMA
     components["Open311Error"] = OPEN311_ERROR_SCHEMA
     for path, ops in schema.get("paths", {}).items():
-        shape = "Open311Error" if path.startswith("/open311/") else "Error"
+        shape = "Open311Error" if path.startswith(OPEN311_PREFIX) else "Error"
         for method, op in ops.items():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
@@ -76,11 +80,11 @@ def document_errors(schema: dict) -> dict:
 def install(app: FastAPI) -> None:
     """Serve the described document at /openapi.json (built once, on first request)."""
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document_errors(get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes,
             ))
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -13,7 +13,7 @@ between the runs is gridmap's own work:
 
 The modes compared take turns every 50 requests, so drift on a shared machine hits both
 alike; each figure is the median over the rounds. Also timed: the check alone
-(`api.auth.authorize`, hit and miss, less building the request object, which the route
+(`api.security.authorize`, hit and miss, less building the request object, which the route
 does anyway). Needs the embedded cluster or DATABASE_URL; the sample district is loaded
 into a throwaway database that is dropped at the end.
 """
@@ -36,11 +36,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_locate import _url, random_points  # noqa: E402
-from geo import auth as keys  # noqa: E402
-from geo import imports  # noqa: E402
+
+from geo import settings  # noqa: E402
+from geo.db import pool  # noqa: E402
 from geo.db.connection import database_url  # noqa: E402
 from geo.db.migrations import migrate  # noqa: E402
-
+from geo.usecases import keys  # noqa: E402
+from geo.usecases import units as imports  # noqa: E402
 
 CHUNK = 50  # requests of one mode before switching to the other
 
@@ -76,7 +78,7 @@ async def check_alone(n: int, headers) -> float:
     to build the request object, which the route builds anyway."""
     from starlette.requests import Request
 
-    from api import auth
+    from api import security as auth
 
     start = time.perf_counter()
     for _ in range(n):
@@ -109,13 +111,12 @@ def main() -> None:
         points = list(zip(*random_points(url, args.requests, seed=1)))
         with_key = [(b"authorization", f"Bearer {key}".encode())]
 
-        from api import auth, db
+        from api import security as auth
         from api.app import app
 
         def use(mode: str) -> list:
             """Set the app up for a mode; the headers its requests carry."""
-            auth.configure(mode != "off")
-            os.environ["GRIDMAP_AUTH_CACHE_SECONDS"] = "0" if mode == "miss" else "30"
+            auth.configure(settings.load(auth_cache_seconds=0 if mode == "miss" else 30), on=mode != "off")
             if mode == "miss":
                 auth.forget_all()
             return [] if mode == "off" else with_key
@@ -133,7 +134,7 @@ def main() -> None:
             return rounds
 
         async def bench() -> dict:
-            db.open_pool()
+            pool.open_pool(url, 3.0)
             await run(app, points[:200], use("on"))  # index built, key cached, pool warm
             chunks = [points[i:i + CHUNK] for i in range(0, len(points), CHUNK)]
             cached = await compare(("off", "on"), chunks)
@@ -143,7 +144,7 @@ def main() -> None:
             hit = statistics.median([await check_alone(5000, with_key) for _ in range(3)])
             use("miss")
             miss = statistics.median([await check_alone(300, with_key) for _ in range(3)])
-            db.close_pool()
+            pool.close_pool()
             return {"cached": cached, "missed": missed, "hit": hit, "miss": miss}
 
         result = asyncio.run(bench())
@@ -163,7 +164,7 @@ def main() -> None:
         print(f"| {label} | {this * 1e6:,.0f} | {off * 1e6:,.0f} | {ratio:.3f}× |")
     ratios = sorted(r["on"] / r["off"] for r in result["cached"])
     print(f"\nkey cached / auth off, every round: {', '.join(f'{x:.3f}' for x in ratios)}")
-    print(f"the check alone (api.auth.authorize, less building the request): cached {result['hit'] * 1e6:.1f} µs, "
+    print(f"the check alone (api.security.authorize, less building the request): cached {result['hit'] * 1e6:.1f} µs, "
           f"verified in the database {result['miss'] * 1e6:.0f} µs")
 
 

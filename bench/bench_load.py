@@ -30,9 +30,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geo import imports, levels, sample  # noqa: E402
 from geo.db.connection import database_url  # noqa: E402
 from geo.db.migrations import migrate  # noqa: E402
+from geo.sample import district as sample  # noqa: E402
+from geo.units import levels  # noqa: E402
+from geo.usecases import units as imports  # noqa: E402
 
 
 def _url(base: str, db: str) -> str:

@@ -36,9 +36,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geo import imports, levels, locate, sample  # noqa: E402
+from geo.db import units  # noqa: E402
 from geo.db.connection import database_url  # noqa: E402
 from geo.db.migrations import migrate  # noqa: E402
+from geo.sample import district as sample  # noqa: E402
+from geo.units import levels  # noqa: E402
+from geo.usecases import units as imports  # noqa: E402
 
 
 def _url(base: str, db: str) -> str:
@@ -258,7 +261,7 @@ def main() -> None:
     # ---- in process ----------------------------------------------------------------------------
     with psycopg.connect(url) as conn:
         start = time.perf_counter()
-        index = locate.load(conn)
+        index = units.locator(conn)
         print(f"index built in {time.perf_counter() - start:.1f} s")
     t_ours = best(lambda: index.locate(x, y))
     found = index.locate(x, y)

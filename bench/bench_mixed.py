@@ -51,7 +51,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,9 +64,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_locate import _url, start_server, warm_up  # noqa: E402
-from geo import datums, imports, incident_sample, levels, locate  # noqa: E402
+
+from geo.coords import datums  # noqa: E402
+from geo.db import units  # noqa: E402
 from geo.db.connection import database_url  # noqa: E402
+from geo.db.incidents import insert_generated  # noqa: E402
 from geo.db.migrations import migrate  # noqa: E402
+from geo.incidents import sample as incident_sample  # noqa: E402
+from geo.units import levels  # noqa: E402
+from geo.usecases import units as imports  # noqa: E402
 
 KINDS = ("locate", "batch", "incident", "stats")
 ROUTES = {"locate": "GET /locate", "batch": "POST /locate", "incident": "POST /incidents", "stats": "GET /stats"}
@@ -95,13 +101,13 @@ def ensure_template(base: str) -> None:
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
         migrate(conn)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     imports.load_district(imports.SAMPLE_PATH, url=url, valid_from=now - timedelta(days=365))
     with psycopg.connect(url) as conn:
-        index = locate.load(conn)
+        index = units.locator(conn)
         columns = incident_sample.generate(index, 3000, now - timedelta(days=60), now)
         with conn.transaction():
-            incident_sample.insert(conn, index, columns)
+            insert_generated(conn, index, columns)
     print(f"template {TEMPLATE}: sample district and 3,000 incidents loaded in {time.perf_counter() - start:.1f} s")
 
 
@@ -354,7 +360,7 @@ def run(args, label: str, commit: bool, base: str, tmp: Path) -> dict:
             plans = draw_plans(http, url, args.commits)
             district, boxes = areas(url, plans)
             warm_up(base_url)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         tag = f"{label}-{uuid.uuid4().hex[:6]}"
         ctx = mp.get_context("spawn")
         ready, go, start_at = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
@@ -468,7 +474,7 @@ def read_database(url: str, tag: str) -> dict:
 # Checks
 # ---------------------------------------------------------------------------
 
-INF = datetime.max.replace(tzinfo=timezone.utc)
+INF = datetime.max.replace(tzinfo=UTC)
 
 
 def _verdict(key: tuple, versions: dict) -> tuple[list[str], set[int], list[str], set[int]]:

@@ -37,10 +37,10 @@ import json
 import math
 import os
 import platform
-import subprocess
 import pstats
 import random
 import re
+import subprocess
 import sys
 import time
 import warnings
@@ -54,9 +54,10 @@ from shapely.geometry import LineString, Polygon, box, shape
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geo import crs as gcrs  # noqa: E402
-from geo.partition import Feature, split  # noqa: E402
-from geo.plan_quality import meets_targets, measure  # noqa: E402
+from geo.coords import crs as gcrs  # noqa: E402
+from geo.planning.atoms import Feature  # noqa: E402
+from geo.planning.quality import measure, meets_targets  # noqa: E402
+from geo.planning.search import split  # noqa: E402
 
 BAND = (300, 500)
 SAMPLE = ROOT / "data" / "boundaries" / "sample-district.gpkg"

@@ -4,7 +4,7 @@
 
 The sample district is loaded into a database of its own (kept between runs), a year of
 realistic incidents is generated (geo.incident_sample: categories, daily rhythm, hot spots) and
-assigned to their units in bulk, then `GET /stats`'s query (geo.incidents.stats) is timed per
+assigned to their units in bulk, then `GET /stats`'s query (geo/db/stats.py) is timed per
 grid, community and street. Baseline in the same run: the same numbers from pandas groupby on
 the incidents already in memory (reading them is not counted). Target: < 1 s.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +23,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geo import imports, incident_sample, incidents, locate  # noqa: E402
+from geo.db import units  # noqa: E402
 from geo.db.connection import database_url  # noqa: E402
+from geo.db.incidents import insert_generated  # noqa: E402
 from geo.db.migrations import migrate  # noqa: E402
+from geo.db.stats import incident_stats  # noqa: E402
+from geo.incidents import sample as incident_sample  # noqa: E402
+from geo.usecases import units as imports  # noqa: E402
 
 
 def _url(base: str, db: str) -> str:
@@ -66,14 +70,14 @@ def main() -> None:
             conn.commit()
             imports.load_district(imports.SAMPLE_PATH, url=url)
         have = conn.execute("SELECT count(*) FROM incident").fetchone()[0]
-        end = datetime.now(timezone.utc)
+        end = datetime.now(UTC)
         start, end = incident_sample.window_for_year(end)
         if have != args.incidents:
             conn.execute("TRUNCATE incident_event, incident")
-            locator = locate.load(conn)
+            locator = units.locator(conn)
             t = time.perf_counter()
             columns = incident_sample.generate(locator, args.incidents, start, end, seed=1)
-            incident_sample.insert(conn, locator, columns)
+            insert_generated(conn, locator, columns)
             conn.commit()
             conn.execute("ANALYZE incident")
             conn.commit()
@@ -97,7 +101,7 @@ def main() -> None:
             times = []
             for _ in range(3):
                 t = time.perf_counter()
-                answer = incidents.stats(conn, level, start, end, median_conn=median_conn)
+                answer = incident_stats(conn, level, start, end, median_conn=median_conn)
                 times.append(time.perf_counter() - t)
             t = time.perf_counter()
             expected = pandas_stats(frame, level, now)

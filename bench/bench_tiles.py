@@ -38,8 +38,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_locate import _url, ensure_city, ensure_database, random_points, start_server  # noqa: E402
-from geo import datums, tiles  # noqa: E402
+
+from geo.coords import datums  # noqa: E402
+from geo.db import tiles as tile_queries  # noqa: E402
 from geo.db.connection import database_url  # noqa: E402
+from geo.tiles import maths as tiles  # noqa: E402
 
 PLAN = [("grid", z) for z in range(11, 16)] + [("neighbourhood", 14), ("neighbourhood", 15)]
 
@@ -77,43 +80,43 @@ def stats(values) -> dict:
 
 def naive_tile(conn, level: str, z: int, x: int, y: int) -> bytes:
     """The same tile, finding units by projecting every one of the level (no index)."""
-    sql = tiles._encode_sql(
+    sql = tile_queries._encode_sql(
         level, "v.geom",
         "unit_version v WHERE v.valid_to IS NULL AND v.level = %s "
         "AND ST_Intersects(ST_Transform(v.geom, 3857), ST_TileEnvelope(%s, %s, %s, margin => %s))",
     )
-    tiles.settle(conn)
+    tile_queries.settle(conn)
     row = conn.execute(sql, [level, z, x, y, level, z, x, y, tiles.BUFFER / tiles.EXTENT]).fetchone()
     return bytes(row[0] or b"")
 
 
 def geojson_tile(conn, level: str, z: int, x: int, y: int) -> bytes:
     """The units of the tile (same index path, same properties) as GeoJSON."""
-    where, params = tiles.tile_selection(level, z, x, y)
-    props = tiles._properties(level).replace("v.unit_id AS fid, ", "")
+    where, params = tile_queries.tile_selection(level, z, x, y)
+    props = tile_queries._properties(level).replace("v.unit_id AS fid, ", "")
     query = (
         "SELECT json_build_object('type', 'FeatureCollection', 'features', "
         "coalesce(json_agg(ST_AsGeoJSON(t.*, 'geom', 6)::json), '[]'::json))::text "
         f"FROM (SELECT {props}, v.geom FROM unit_version v WHERE {where}) t"
     )
-    tiles.settle(conn)
+    tile_queries.settle(conn)
     return conn.execute(query, params).fetchone()[0].encode()
 
 
 def variant_tile(conn, level: str, z: int, x: int, y: int, *, small: bool, simplify: bool) -> bytes:
     """The shipped query with the sub-pixel filter off and/or ST_Simplify (1 tile unit) on."""
-    sql, params = tiles.tile_query(level, z, x, y)
+    sql, params = tile_queries.tile_query(level, z, x, y)
     if simplify:
         unit = 2 * math.pi * 6378137.0 / 2**z / tiles.EXTENT
         sql = sql.replace("ST_Transform(v.geom, 3857)", f"ST_Simplify(ST_Transform(v.geom, 3857), {unit!r}, true)")
     if not small:
         params = [*params[:-2], 0.0, 0.0]
-    tiles.settle(conn)
+    tile_queries.settle(conn)
     return bytes(conn.execute(sql, params).fetchone()[0] or b"")
 
 
 def ours(conn, level: str, z: int, x: int, y: int, datum: str = "wgs84") -> bytes:
-    return tiles.render(conn, level, z, x, y, datum=datum)
+    return tile_queries.render(conn, level, z, x, y, datum=datum)
 
 
 def compare(conn, tile_list, ways: dict, repeat: int) -> dict[str, tuple[list[float], list[int]]]:
@@ -325,7 +328,7 @@ def main() -> None:
 
 def tiles_bytes(conn, level: str, tile: tuple[int, int, int]) -> bytes:
     with conn.transaction():
-        return tiles.render(conn, level, *tile)
+        return tile_queries.render(conn, level, *tile)
 
 
 def setting_effect(conn, tile_list, setting: str, value: str, repeat: int) -> tuple[float, float]:
@@ -333,12 +336,12 @@ def setting_effect(conn, tile_list, setting: str, value: str, repeat: int) -> tu
     shipped: the median over the tiles of the best of `repeat` runs, both ways."""
     best: dict[bool, list[float]] = {True: [], False: []}
     for tile in tile_list:
-        sql, params = tiles.tile_query("grid", *tile)
+        sql, params = tile_queries.tile_query("grid", *tile)
         runs = {True: math.inf, False: math.inf}
         for _ in range(repeat):
             for turned in runs:
                 with conn.transaction():
-                    tiles.settle(conn)
+                    tile_queries.settle(conn)
                     if turned:
                         conn.execute(f"SET LOCAL {setting} = {value}")
                     start = time.perf_counter()

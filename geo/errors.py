@@ -1,29 +1,25 @@
-"""Errors that carry a message meant for the user, and the HTTP status they map to."""
+"""The errors gridmap raises for people to read: each message says what is wrong and what to do.
+
+They name kinds of problem, not HTTP statuses: the API maps each kind to its status in one
+table (api/errors.py), the command line prints the message and exits 2.
+"""
 
 
 class GridmapError(Exception):
     """Base class: the message says what is wrong and what to do about it."""
 
-    status = 400
-
 
 class InvalidInput(GridmapError):
     """The input (a file, a geometry, a parameter) is wrong; nothing was stored."""
 
-    status = 422
-
 
 class NotFound(GridmapError):
-    status = 404
+    """No such unit, plan, incident or key."""
 
 
 class Conflict(GridmapError):
-    """The stored state changed since the caller read it (a stale edit)."""
-
-    status = 409
+    """The stored state changed since the caller read it (a stale edit), or forbids the change."""
 
 
 class SetupError(GridmapError):
     """The database or the machine is not ready; the message says how to fix it."""
-
-    status = 503

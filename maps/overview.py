@@ -1,26 +1,24 @@
 """/maps/overview: every level as a layer, coloured by households against the level's band.
 
 A level with up to TILE_THRESHOLD current units is embedded in the page as GeoJSON; a
-larger one is drawn from the vector tiles at /tiles/{level}/{z}/{x}/{y}.mvt (when the app
-serves them), so the page stays small however big the city.
+larger one is drawn from the vector tiles (when the app serves them), so the page stays
+small however big the city.
 """
 
 from __future__ import annotations
 
-from geo import levels, store
-from maps import page, units
+from collections.abc import Mapping
+from typing import Any
+
+from geo.units import levels
+from maps import page
 
 TILE_THRESHOLD = 2000
-TILE_URL = "/tiles/{level}/{z}/{x}/{y}.mvt"
 # labels show for one level at a time: the finest visible level whose label zoom is reached
 LABEL_ZOOM = {"street": 11, "community": 14, "grid": 16, "compound": 17, "neighbourhood": 18, "building": 18}
 # tile levels are drawn from this zoom on (below it they would be a grey smear)
 TILE_MIN_ZOOM = {"neighbourhood": 14, "building": 15}
 SHOWN = ("street", "community", "grid")
-EN = {"street": "streets", "community": "communities", "grid": "grids", "compound": "compounds",
-      "neighbourhood": "small neighbourhoods", "building": "buildings"}
-API = {"unit": "/maps/api/units/", "search": "/maps/api/search", "labels": "/maps/api/labels",
-       "units": "/units/"}
 
 
 def level_mode(count: int, tiles_available: bool, threshold: int = TILE_THRESHOLD) -> str:
@@ -30,38 +28,46 @@ def level_mode(count: int, tiles_available: bool, threshold: int = TILE_THRESHOL
     return "tiles" if tiles_available else "none"
 
 
-def layer_configs(conn, wanted: tuple[str, ...], tiles_available: bool, threshold: int,
-                  shown: tuple[str, ...]) -> tuple[list[dict], dict[str, str]]:
-    """Per level: how it is drawn, its count, band and label zoom; and the embedded GeoJSON."""
-    counts = store.count_units(conn)
-    configs, data = [], {}
+def layer_configs(counts: Mapping[str, int], wanted: tuple[str, ...], tile_url: str | None, threshold: int,
+                  shown: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per level holding units: how it is drawn, its count, band and label zoom. `tile_url` is
+    the vector tiles' URL template (None when the app serves no tiles)."""
+    configs = []
     for level in wanted:
         count = counts.get(level, 0)
         if not count:
             continue
-        mode = level_mode(count, tiles_available, threshold)
+        mode = level_mode(count, tile_url is not None, threshold)
+        band = levels.HOUSEHOLD_BANDS.get(level)
         configs.append({
-            "level": level, "zh": levels.LABEL_ZH[level], "en": EN[level], "count": count, "mode": mode,
-            "band": list(units.band_of(level)) if units.band_of(level) else None,
+            "level": level, "zh": levels.LABEL_ZH[level], "en": levels.BY_NAME[level].plural, "count": count,
+            "mode": mode, "band": list(band) if band else None,
             "labelZoom": LABEL_ZOOM[level], "show": level in shown and mode != "none",
-            "minZoom": TILE_MIN_ZOOM.get(level, 0) if mode == "tiles" else 0, "tiles": TILE_URL,
+            "minZoom": TILE_MIN_ZOOM.get(level, 0) if mode == "tiles" else 0, "tiles": tile_url,
         })
-        if mode == "geojson":
-            data[level] = units.layer_geojson(conn, level)
-    return configs, data
+    return configs
 
 
-def embed(data: dict[str, str]) -> str:
+def embedded(configs: list[dict[str, Any]]) -> list[str]:
+    """The levels whose GeoJSON the page embeds."""
+    return [c["level"] for c in configs if c["mode"] == "geojson"]
+
+
+def embed(data: Mapping[str, str]) -> str:
     """One JSON object of GeoJSON texts as PostGIS wrote them (no parsing, no re-encoding)."""
     return "{" + ",".join(f'"{level}":{text}' for level, text in data.items()) + "}"
 
 
-def render(conn, *, base: str | None = None, tiles_available: bool = False,
-           threshold: int = TILE_THRESHOLD, colour_by: str = "grid") -> str:
-    colour_by = levels.parse_level(colour_by) if colour_by not in ("", "none") else "none"
-    configs, data = layer_configs(conn, units.MAP_LEVELS, tiles_available, threshold, SHOWN + (colour_by,))
+def colour_level(colour_by: str) -> str:
+    return levels.parse_level(colour_by) if colour_by not in ("", "none") else "none"
+
+
+def render(configs: list[dict[str, Any]], data: Mapping[str, str], extent: list[float] | None,
+           colour_by: str, api: dict[str, str], *, base: str | None = None) -> str:
+    """The page: `configs` from layer_configs, `data` the embedded levels' GeoJSON, `api` the
+    URLs the page asks (unit, search, labels, units), from the router."""
     config = {
-        "levels": configs, "extent": units.extent(conn), "colourBy": colour_by, "api": API,
+        "levels": configs, "extent": extent, "colourBy": colour_by, "api": api,
         "bands": {lv: list(b) for lv, b in levels.HOUSEHOLD_BANDS.items()},
     }
     plugins = ("vectorgrid",) if any(c["mode"] == "tiles" for c in configs) else ()

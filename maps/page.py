@@ -128,7 +128,8 @@ def simple_page(title: str, body_html: str) -> str:
     return _SIMPLE.format(title=html.escape(title), css=own_asset("gridmap.css"), body=body_html)
 
 
-def error_page(status: int, title: str, message: str) -> str:
+def error_page(status: int, title: str, message: str, maps_url: str) -> str:
+    """An error as a page, with a link back to the maps' index."""
     body = (f"<h1>{status} · {html.escape(title)}</h1><p>{html.escape(message)}</p>"
-            '<p><a href="/maps">← 全部地图 All maps</a></p>')
+            f'<p><a href="{html.escape(maps_url)}">← 全部地图 All maps</a></p>')
     return simple_page(f"{status} {title}", body)

@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from geo import imports
+from geo import settings
 from geo.db.migrations import migrate
+from geo.usecases import units as imports
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -68,6 +69,15 @@ class Databases:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Settings are read once per process (geo/settings.py): a test that changes the environment
+    in-process (DATABASE_URL below) has them read again, and leaves them to be read again."""
+    settings.reset()
+    yield
+    settings.reset()
+
+
 @pytest.fixture(scope="session")
 def databases():
     dbs = Databases(_server_url())
@@ -97,6 +107,7 @@ def db_url(databases, empty_template, monkeypatch) -> str:
     """A fresh, migrated, empty database; DATABASE_URL points at it for the test."""
     url = databases.url(databases.create(template=empty_template))
     monkeypatch.setenv("DATABASE_URL", url)
+    settings.reset()
     return url
 
 
@@ -105,6 +116,7 @@ def sample_url(databases, sample_template, monkeypatch) -> str:
     """A fresh database holding the sample district; DATABASE_URL points at it."""
     url = databases.url(databases.create(template=sample_template))
     monkeypatch.setenv("DATABASE_URL", url)
+    settings.reset()
     return url
 
 
@@ -177,7 +189,7 @@ def server(sample_url, start_server):
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `gridmap` command."""
     return subprocess.run(
-        [sys.executable, "-m", "geo.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
         env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=600,
     )
 
@@ -211,13 +223,14 @@ def secured(databases, sample_template):
     (keys["service"], ...). Verified keys are cached for 1 s, so revocation shows quickly."""
     from types import SimpleNamespace
 
-    from geo import auth
+    from geo.security.identity import ROLES
+    from geo.usecases.keys import create_key
 
     url = databases.url(databases.create(template=sample_template))
     keys = {}
     with psycopg.connect(url) as conn:
-        for role in auth.ROLES:
-            _, keys[role] = auth.create_key(conn, role, f"test-{role}", "test")
+        for role in ROLES:
+            _, keys[role] = create_key(conn, role, f"test-{role}", "test")
     proc, base = launch_server(url, {"GRIDMAP_AUTH": "on", "GRIDMAP_AUTH_CACHE_SECONDS": "1"})
     yield SimpleNamespace(url=url, base=base, keys=keys)
     stop_server(proc)

@@ -76,7 +76,7 @@ class MapPage:
             self.external.append(url)
             route.abort()
 
-    def open(self, path: str) -> "MapPage":
+    def open(self, path: str) -> MapPage:
         self.page.goto(self.base + path)
         self.page.wait_for_function("window.gridmap && window.gridmap.ready === true")
         return self

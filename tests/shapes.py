@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
-import pyproj
 import numpy as np
+import pyproj
 import shapely
 from shapely.geometry import Polygon, box
 

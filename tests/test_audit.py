@@ -12,7 +12,7 @@ import json
 import psycopg
 import pytest
 
-from geo import plans
+from geo.usecases import plans
 from tests.conftest import bearer, run_cli
 
 LON, LAT = 114.30, 30.55

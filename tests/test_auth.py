@@ -18,8 +18,9 @@ import httpx
 import psycopg
 import pytest
 
-from api import auth as api_auth
-from geo import auth
+from api import security as api_auth
+from geo.security import identity as auth
+from geo.settings import load as load_settings
 from tests.conftest import ROOT, bearer, free_port, run_cli
 
 ROLES = tuple(auth.ROLES)
@@ -297,7 +298,7 @@ def test_a_session_ends_with_its_key_and_a_service_key_sees_no_plans(secured):
 
 def test_serve_refuses_a_non_loopback_address_with_auth_off(secured):
     def serve(*args: str, auth_setting: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "geo.cli", "serve", *args], cwd=ROOT, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "cli", "serve", *args], cwd=ROOT, capture_output=True,
                               text=True, timeout=60, env={**_env(), "DATABASE_URL": secured.url,
                                                           "GRIDMAP_AUTH": auth_setting, "COLUMNS": "300"})
 
@@ -321,7 +322,7 @@ def _env() -> dict:
     ("on", "127.0.0.1", True), ("off", "127.0.0.1", False), ("OFF", "0.0.0.0", False),
 ])
 def test_auth_is_off_by_default_only_on_loopback(setting, host, on):
-    assert api_auth.resolve_mode(setting, host) is on
+    assert api_auth.resolve_mode(load_settings(auth=setting).auth, host) is on
 
 
 def test_with_auth_off_a_request_arriving_off_loopback_is_refused():
@@ -331,13 +332,13 @@ def test_with_auth_off_a_request_arriving_off_loopback_is_refused():
         return Request({"type": "http", "method": "GET", "path": "/units", "headers": [],
                         "server": (server_host, 8000), "query_string": b""})
 
-    api_auth.configure(False)
+    api_auth.configure(on=False)
     try:
         assert asyncio.run(api_auth.identify(request("127.0.0.1"))) is auth.ANONYMOUS
         with pytest.raises(api_auth.Forbidden, match="loopback only"):
             asyncio.run(api_auth.identify(request("10.1.2.3")))
     finally:
-        api_auth.configure(None)
+        api_auth.configure()
 
 
 def test_with_auth_off_everyone_is_an_admin_who_sees_contacts(server):

@@ -8,15 +8,18 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
-from geo import backup, incident_sample, incidents, locate, plans, store
+from geo.db import backup, units
+from geo.db.incidents import insert_generated
 from geo.db.migrations import available
+from geo.incidents import sample as incident_sample
+from geo.usecases import incidents, plans
 from tests.conftest import run_cli
 
 
@@ -35,11 +38,11 @@ def busy_url(sample_url) -> str:
     """The sample district with incidents (some moved along their lifecycle), a committed split
     (which re-assigned open incidents, with events) and a draft merge plan."""
     with psycopg.connect(sample_url, autocommit=True) as conn:
-        index = locate.load(conn)
-        now = datetime.now(timezone.utc)
+        index = units.locator(conn)
+        now = datetime.now(UTC)
         columns = incident_sample.generate(index, 400, now - timedelta(days=30), now, seed=3)
         with conn.transaction():
-            incident_sample.insert(conn, index, columns)
+            insert_generated(conn, index, columns)
         for incident_id, version in conn.execute("SELECT id, version FROM incident WHERE state IN ('reported', 'assigned') ORDER BY id LIMIT 20").fetchall():
             incidents.transition(conn, incident_id, "rejected", expected_version=version, actor="test",
                                  note="重复上报")
@@ -114,7 +117,7 @@ def test_round_trip_gives_back_every_row(busy_url, databases, start_server, tmp_
         health = http.get("/health").json()
         assert health["migrations"] == [name for name, _ in available()]
         with psycopg.connect(busy_url) as conn:
-            assert health["units"] == store.count_units(conn)
+            assert health["units"] == units.count_units(conn)
         assert http.get(f"/plans/{committed}").json()["status"] == "committed"
         assert http.get(f"/units/{retired}/lineage").json()["to"]
         history = http.get(f"/incidents/{moved_incident}").json()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo import datums
+from geo.coords import datums
 
 # Published reference values (the widely used coordtransform libraries agree on these).
 REFERENCE = [

@@ -27,9 +27,10 @@ import httpx
 import psycopg
 import pytest
 
-from geo import imports, plans, validate
 from geo.db import embedded
 from geo.db.migrations import migrate
+from geo.usecases import plans, validation
+from geo.usecases import units as imports
 from tests.conftest import ROOT, free_port
 
 OUTAGE_WAIT_S = 5.0  # longest a request may take to hear 503 while the database is down
@@ -40,7 +41,7 @@ DOWN_FOR_S = 4.0  # how long each outage lasts after the sweep, with the load ru
 # ---- a cluster of our own, and the app over it ---------------------------------------------
 
 def _pg_ctl(cluster: embedded.Cluster, *args: str) -> subprocess.CompletedProcess:
-    return cluster._run([str(embedded._bin_dir() / "pg_ctl"), *args, "-D", str(cluster.data), "-w"], check=False)
+    return cluster._run([str(embedded.bin_dir() / "pg_ctl"), *args, "-D", str(cluster.data), "-w"], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +49,8 @@ def own_cluster():
     """A cluster only this module uses (its tests stop it), holding the sample district."""
     home = Path(tempfile.mkdtemp(prefix="gridmap-faults-"))
     os.chmod(home, 0o755)  # as root, the cluster runs as postgres, which must reach it
-    cluster = embedded.Cluster(home)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("GRIDMAP_PG_PORT", str(free_port()))  # read once, when the cluster is initialised
-    try:
-        cluster.start()
-    finally:
-        patch.undo()
+    cluster = embedded.Cluster(home, first_port=free_port())
+    cluster.start()
     try:
         with psycopg.connect(cluster.url()) as conn:
             migrate(conn)
@@ -83,7 +79,7 @@ class App:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready: str = "/health") -> "App":
+    def start(self, ready: str = "/health") -> App:
         env = {**os.environ, "DATABASE_URL": self.url, "GRIDMAP_AUTH": "off"}  # outages, not keys, are tested here
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(self.port),
@@ -257,7 +253,7 @@ class Load:
                 self.answers.append(_ask(client, mix[i % len(mix)]))
                 i += 1
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self
@@ -406,7 +402,7 @@ def _snapshot(conn) -> dict:
 
 
 def _validation(conn) -> dict:
-    return {lv: validate.validate(conn, lv)["counts"] for lv in ("community", "grid")}
+    return {lv: validation.validate(conn, lv)["counts"] for lv in ("community", "grid")}
 
 
 @dataclass
@@ -495,7 +491,7 @@ def test_commit_cut_off_mid_transaction_changes_nothing(sample_url):
         assert done["status"] == "committed"
         after = _snapshot(conn)
         assert after["lineage"] > before["lineage"] and after["units"] > before["units"]
-        grids = validate.validate(conn, "grid")["counts"]
+        grids = validation.validate(conn, "grid")["counts"]
         assert grids.get("gap", 0) == 0 and grids.get("overlap", 0) == 0
 
 

@@ -9,11 +9,12 @@ import pyogrio
 import pytest
 import shapely
 
-from geo import crs as crsmod
-from geo import datums
+from geo.coords import crs as crsmod
+from geo.coords import datums
+from geo.coords.points import CHINA
 from geo.errors import InvalidInput
-from geo.imports import SAMPLE_PATH, load_file
-from geo.store import UnitInput, prepare
+from geo.units.model import UnitInput, prepare
+from geo.usecases.units import SAMPLE_PATH, load_file
 from tests import shapes
 from tests.conftest import run_cli
 
@@ -279,7 +280,7 @@ def test_counts_too_big_and_nul_characters_are_refused(small, tmp_path):
     # GDAL cuts text at a NUL, so one can only arrive through the API or the store itself
     unit = UnitInput("grid", shapes.COMMUNITY + "001", "坏\x00名", shapes.rect(0, 0, 10, 10))
     with pytest.raises(InvalidInput, match="name contains a NUL character"):
-        prepare([unit], "grid")
+        prepare([unit], "grid", CHINA)
 
 
 def test_numeric_code_columns_load_as_codes(small, tmp_path):

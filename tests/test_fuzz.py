@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from geo import incident_sample, locate, plans
+from geo.db import units
+from geo.db.incidents import insert_generated
+from geo.incidents import sample as incident_sample
+from geo.usecases import plans
 from tests.conftest import ROOT, launch_server, stop_server
 
 CHECKS = ",".join([
@@ -35,10 +38,10 @@ def fuzz_target(databases, sample_template, tmp_path_factory):
     """The app over its own copy of the sample, with incidents and a draft plan to find."""
     url = databases.url(databases.create(template=sample_template))
     with psycopg.connect(url, autocommit=True) as conn:
-        locator = locate.load(conn)
-        end = datetime.now(timezone.utc)
+        locator = units.locator(conn)
+        end = datetime.now(UTC)
         with conn.transaction():
-            incident_sample.insert(conn, locator, incident_sample.generate(locator, 60, end - timedelta(days=3), end))
+            insert_generated(conn, locator, incident_sample.generate(locator, 60, end - timedelta(days=3), end))
         community = conn.execute("SELECT unit_id FROM unit_version WHERE valid_to IS NULL AND level = 'community' "
                                  "ORDER BY households DESC LIMIT 1").fetchone()[0]
         plans.draw_split(conn, community, "grid")

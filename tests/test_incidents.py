@@ -3,14 +3,14 @@ the units, dispatch, every legal and illegal transition, stale and concurrent up
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
 
-from geo import datums
-from geo.incidents import STATES, TRANSITIONS
+from geo.coords import datums
+from geo.incidents.lifecycle import STATES, TRANSITIONS
 
 CHAIN = ("street", "community", "grid", "compound", "neighbourhood", "building")
 
@@ -140,7 +140,7 @@ def test_the_same_external_id_is_stored_once(client, spot, sample_url):
 
 
 def test_overdue_follows_the_category_deadline(client, spot):
-    old = (datetime.now(timezone.utc) - timedelta(hours=30)).isoformat()
+    old = (datetime.now(UTC) - timedelta(hours=30)).isoformat()
     late = _report(client, spot, category="manhole", reported_at=old)  # 24 h deadline
     assert late["overdue"] is True
     fresh = _report(client, spot, category="manhole")
@@ -182,7 +182,7 @@ def test_stats_equal_an_independent_count(client, spot, sample_url):
             "WHERE level = 'neighbourhood' AND grid_id <> %s ORDER BY code LIMIT 1", [spot["grid"]]).fetchone()
     places = [spot, {"lon": other[0], "lat": other[1]}, {"lon": 110.0, "lat": 20.0}]
     worker = client.post("/workers", json={"name": "统计员", "role": "grid_worker", "unit_id": spot["grid"]}).json()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     made = []
     for k in range(12):
         place = places[k % 3]
@@ -224,8 +224,9 @@ def test_stats_equal_an_independent_count(client, spot, sample_url):
 def test_after_a_redraw_open_incidents_move_and_closed_ones_keep_their_units(db_url, tmp_path, start_server):
     from shapely.geometry import box
 
-    from geo import store
-    from geo.imports import load_file
+    from geo.units.model import UnitInput
+    from geo.usecases import boundaries
+    from geo.usecases.units import load_file
     from tests import shapes
 
     west, east, south, north, mid = 114.300, 114.320, 30.550, 30.570, 114.310
@@ -250,9 +251,9 @@ def test_after_a_redraw_open_incidents_move_and_closed_ones_keep_their_units(db_
             old_ids = [r[0] for r in conn.execute(
                 "SELECT unit_id FROM unit_version WHERE level = 'grid' AND valid_to IS NULL ORDER BY code")]
             with conn.transaction():
-                store.replace_units(conn, old_ids, [
-                    store.UnitInput("grid", shapes.COMMUNITY + "003", "新西", box(west, south, 114.315, north)),
-                    store.UnitInput("grid", shapes.COMMUNITY + "004", "新东", box(114.315, south, east, north)),
+                boundaries.replace_units(conn, old_ids, [
+                    UnitInput("grid", shapes.COMMUNITY + "003", "新西", box(west, south, 114.315, north)),
+                    UnitInput("grid", shapes.COMMUNITY + "004", "新东", box(114.315, south, east, north)),
                 ], kind="redraw")
         moved = client.get(f"/incidents/{open_one['id']}").json()
         assert moved["grid"]["name"] == "新西" and moved["grid"]["id"] != old_grid
@@ -280,7 +281,7 @@ def test_import_keeps_valid_rows_reports_bad_ones_and_never_duplicates(sample_ur
         writer = csvmod.writer(handle)
         writer.writerow(["external_id", "category", "lon", "lat", "crs", "reported_at", "description", "channel"])
         # (times after the sample was loaded: a report older than the boundaries finds no unit)
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         writer.writerow(["H-1", "garbage", glon, glat, "gcj02", "", "垃圾满溢", "hotline"])
         writer.writerow(["H-2", "noise", spot["lon"], spot["lat"], "wgs84", now, "夜间施工", "hotline"])
         writer.writerow(["H-3", "ufo", spot["lon"], spot["lat"], "", "", "不明飞行物", "hotline"])
@@ -354,8 +355,9 @@ def test_generated_sample_incidents_look_like_a_city(sample_url):
 def test_after_a_split_of_a_grid_its_open_incidents_go_to_the_part_holding_them(db_url, tmp_path, start_server):
     from shapely.geometry import box
 
-    from geo import store
-    from geo.imports import load_file
+    from geo.units.model import UnitInput
+    from geo.usecases import boundaries
+    from geo.usecases.units import load_file
     from tests import shapes
 
     cell = box(114.300, 30.550, 114.320, 30.570)
@@ -371,9 +373,9 @@ def test_after_a_split_of_a_grid_its_open_incidents_go_to_the_part_holding_them(
         with psycopg.connect(db_url) as conn:
             (old,) = conn.execute("SELECT unit_id FROM unit_version WHERE level = 'grid'").fetchone()
             with conn.transaction():
-                store.replace_units(conn, [old], [
-                    store.UnitInput("grid", shapes.COMMUNITY + "002", "北网格", box(114.300, 30.560, 114.320, 30.570)),
-                    store.UnitInput("grid", shapes.COMMUNITY + "003", "南网格", box(114.300, 30.550, 114.320, 30.560)),
+                boundaries.replace_units(conn, [old], [
+                    UnitInput("grid", shapes.COMMUNITY + "002", "北网格", box(114.300, 30.560, 114.320, 30.570)),
+                    UnitInput("grid", shapes.COMMUNITY + "003", "南网格", box(114.300, 30.550, 114.320, 30.560)),
                 ], kind="split")
         assert client.get(f"/incidents/{north['id']}").json()["grid"]["name"] == "北网格"
         assert client.get(f"/incidents/{south['id']}").json()["grid"]["name"] == "南网格"

@@ -7,8 +7,11 @@ import psycopg
 import pytest
 from shapely.geometry import box
 
-from geo import datums, store
-from geo.imports import load_file
+from geo.coords import datums
+from geo.db import units
+from geo.units.model import UnitInput
+from geo.usecases import boundaries
+from geo.usecases.units import load_file
 from tests import shapes
 
 LEVELS = ("street", "community", "grid", "compound", "neighbourhood", "building")
@@ -252,10 +255,10 @@ def test_the_next_lookup_after_a_committed_change_sees_it_and_as_of_sees_the_old
             old = [r[0] for r in conn.execute(
                 "SELECT unit_id FROM unit_version WHERE level = 'grid' AND code IN (%s, %s) AND valid_to IS NULL",
                 [shapes.COMMUNITY + "001", shapes.COMMUNITY + "002"])]
-            west = store.UnitInput("grid", shapes.COMMUNITY + "005", "新西北", box(WEST, MID_Y, 114.315, NORTH))
-            east = store.UnitInput("grid", shapes.COMMUNITY + "006", "新东北", box(114.315, MID_Y, EAST, NORTH))
+            west = UnitInput("grid", shapes.COMMUNITY + "005", "新西北", box(WEST, MID_Y, 114.315, NORTH))
+            east = UnitInput("grid", shapes.COMMUNITY + "006", "新东北", box(114.315, MID_Y, EAST, NORTH))
             with conn.transaction():
-                store.replace_units(conn, old, [west, east], kind="redraw")
+                boundaries.replace_units(conn, old, [west, east], kind="redraw")
         after = client.get("/locate", params=point).json()
         assert after["grid"]["name"] == "新西北"
         then = client.get("/locate", params={**point, "as_of": stamp.isoformat()}).json()
@@ -268,10 +271,9 @@ def test_the_next_lookup_after_a_committed_change_sees_it_and_as_of_sees_the_old
 def test_single_point_path_answers_exactly_like_the_batch_path(sample_url):
     """GET uses a plain-Python path, POST the numpy one: same units, distances and neighbours,
     on random points and on points exactly on boundaries and vertices."""
-    from geo import locate
 
     with psycopg.connect(sample_url) as conn:
-        index = locate.load(conn)
+        index = units.locator(conn)
         vertices = np.array(conn.execute(
             "SELECT ST_X(p.geom), ST_Y(p.geom) FROM (SELECT geom FROM unit_version WHERE level = 'grid' "
             "ORDER BY code LIMIT 60) g, ST_DumpPoints(g.geom) p").fetchall())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,9 +20,12 @@ import psycopg
 import pytest
 from playwright.sync_api import sync_playwright
 
-from geo import incident_sample, locate, plans
-from geo.datums import wgs84_to_gcj02
-from geo.locate import metres_per_degree
+from geo.coords.datums import wgs84_to_gcj02
+from geo.db import units
+from geo.db.incidents import insert_generated
+from geo.incidents import sample as incident_sample
+from geo.locate.index import metres_per_degree
+from geo.usecases import plans
 from tests.conftest import ROOT, launch_server, stop_server
 from tests.maps_browser import MapPage, launch
 
@@ -37,11 +40,11 @@ def maps_db(databases, sample_template) -> str:
     """The sample district with 1,200 generated incidents over 14 days and two plans."""
     url = databases.url(databases.create(template=sample_template, prefix="gridmap_test_maps"))
     with psycopg.connect(url) as conn:
-        locator = locate.load(conn)
-        end = datetime.now(timezone.utc)
+        locator = units.locator(conn)
+        end = datetime.now(UTC)
         columns = incident_sample.generate(locator, 1200, end - timedelta(days=14), end, seed=3)
         with conn.transaction():
-            incident_sample.insert(conn, locator, columns)
+            insert_generated(conn, locator, columns)
         oversized = conn.execute(
             "SELECT unit_id FROM unit_version WHERE valid_to IS NULL AND level = 'community' "
             "ORDER BY households DESC LIMIT 1").fetchone()[0]

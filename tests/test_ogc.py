@@ -5,7 +5,7 @@ and every bad parameter gets its 4xx naming the problem."""
 
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import httpx
@@ -14,7 +14,8 @@ import pyogrio
 import pytest
 import shapely
 
-from geo import features, levels
+from geo.db import features
+from geo.units import levels
 
 COLLECTIONS = [*levels.LEVELS, "incidents"]
 
@@ -83,7 +84,7 @@ def test_landing_conformance_and_collections(client, server, sample_url):
     grid = client.get("/ogc/collections/grid").json()
     assert grid["extent"]["spatial"]["bbox"] == [pytest.approx(list(extent), abs=1e-9)]
     start, end = grid["extent"]["temporal"]["interval"][0]
-    assert datetime.fromisoformat(start) < datetime.now(timezone.utc) and end is None
+    assert datetime.fromisoformat(start) < datetime.now(UTC) and end is None
 
 
 def test_gdal_reads_the_grids_postgis_holds_whole_by_bbox_and_in_pages(server, sample_url):
@@ -163,7 +164,7 @@ def test_incidents_filter_by_report_time_and_never_carry_contact(client, sample_
     with psycopg.connect(sample_url) as conn:
         lon, lat = conn.execute("SELECT ST_X(p), ST_Y(p) FROM unit_version, ST_PointOnSurface(geom) p "
                                 "WHERE level = 'neighbourhood' ORDER BY code LIMIT 1 OFFSET 50").fetchone()
-    old_time = (datetime.now(timezone.utc) - timedelta(days=3)).replace(microsecond=0)
+    old_time = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
     made = []
     for k, extra in enumerate([{"reported_at": old_time.isoformat()}, {}, {}, {}]):
         body = {"category": "garbage", "lon": lon + k * 1e-5, "lat": lat, "channel": "wechat",

@@ -10,9 +10,12 @@ import psycopg
 import pytest
 import shapely
 
-from geo import crs, plans, store, validate
+from geo.coords import crs
 from geo.errors import Conflict, InvalidInput
-from geo.partition import Feature, split
+from geo.planning.atoms import Feature
+from geo.planning.search import split
+from geo.usecases import plans, validation
+from geo.usecases import units as unit_work
 
 OVERSIZED = 3000
 
@@ -95,7 +98,7 @@ def test_commit_split_opens_new_grids_with_lineage_and_valid_coverage(sample_url
             "SELECT count(*) FROM unit_version WHERE valid_to IS NULL AND level IN ('building', 'neighbourhood') "
             "AND grid_id = ANY(%s)", [[o[0] for o in old]]).fetchone()[0]
         assert orphan == 0
-        report = validate.validate(conn, "grid")
+        report = validation.validate(conn, "grid")
         assert report["counts"].get("gap", 0) == 0 and report["counts"].get("overlap", 0) == 0, report["counts"]
         with pytest.raises(Conflict):
             plans.commit_plan(conn, plan["id"])  # committed already
@@ -109,8 +112,7 @@ def test_stale_commit_is_refused_and_changes_nothing(sample_url):
         gid, version = conn.execute(
             "SELECT unit_id, version FROM unit_version WHERE valid_to IS NULL AND level = 'grid' "
             "AND community_id = %s ORDER BY code LIMIT 1", [unit_id]).fetchone()
-        from geo import store
-        store.edit_unit(conn, gid, expected_version=version, name="renamed grid")
+        unit_work.edit_unit(conn, gid, expected_version=version, name="renamed grid")
         before = _state(conn)
         with pytest.raises(Conflict, match="draw the plan again"):
             plans.commit_plan(conn, plan["id"])
@@ -159,9 +161,9 @@ def test_merge_undersized_communities_yields_valid_coverage(sample_url):
         assert all(m["households"] <= 5000 for m in merges)
         assert plan["metrics"]["households_moved"] == sum(
             h for c, h in small if c in {m["small"] for m in merges})
-        before = validate.validate(conn, "community")["counts"]
+        before = validation.validate(conn, "community")["counts"]
         plans.commit_plan(conn, plan["id"])
-        after = validate.validate(conn, "community")
+        after = validation.validate(conn, "community")
         assert after["counts"].get("gap", 0) == before.get("gap", 0) == 0
         assert after["counts"].get("overlap", 0) == 0 and after["counts"].get("invalid_edge", 0) == 0
         left = conn.execute(
@@ -169,13 +171,13 @@ def test_merge_undersized_communities_yields_valid_coverage(sample_url):
             "AND households < 1000").fetchone()[0]
         assert left < len(small)
         # grids now lie in the merged communities
-        report = validate.validate(conn, "grid")
+        report = validation.validate(conn, "grid")
         assert report["counts"].get("outside_parent", 0) == 0 and report["counts"].get("gap", 0) == 0
 
 
 def test_validation_finds_planted_gaps_and_overlaps(sample_url):
     with psycopg.connect(sample_url, autocommit=True) as conn:
-        assert validate.validate(conn, "grid")["counts"].get("gap", 0) == 0
+        assert validation.validate(conn, "grid")["counts"].get("gap", 0) == 0
         rows = conn.execute(
             "SELECT unit_id, version, code, ST_AsBinary(geom) FROM unit_version WHERE valid_to IS NULL "
             "AND level = 'grid' AND code LIKE '420199001001%%' ORDER BY code").fetchall()
@@ -196,7 +198,7 @@ def test_validation_finds_planted_gaps_and_overlaps(sample_url):
             for uid, geom in ((a_id, new_a), (b_id, new_b)):
                 conn.execute("UPDATE unit_version SET geom = ST_Multi(ST_GeomFromWKB(%s, 4326)) "
                              "WHERE unit_id = %s AND valid_to IS NULL", [shapely.to_wkb(geom), uid])
-        report = validate.validate(conn, "grid")
+        report = validation.validate(conn, "grid")
         gaps = [f for f in report["features"] if f["properties"]["problem"] == "gap"]
         overlaps = [f for f in report["features"] if f["properties"]["problem"] == "overlap"]
         assert len(gaps) >= 1 and any(abs(f["properties"]["area_m2"] - 400) < 5 for f in gaps)
@@ -285,7 +287,7 @@ def test_commit_small_neighbourhoods_of_a_grid(sample_url):
         closed = conn.execute("SELECT count(*) FROM unit_version WHERE unit_id = ANY(%s) AND valid_to IS NOT NULL",
                               [old]).fetchone()[0]
         assert closed == len(old)
-        report = validate.validate(conn, "neighbourhood")
+        report = validation.validate(conn, "neighbourhood")
         mine = [f for f in report["features"] if f["properties"]["problem"] in ("gap", "overlap", "outside_parent")
                 and any(c.startswith(code[:12]) for c in f["properties"].get("codes", [f["properties"].get("code", "")]))]
         assert mine == []
@@ -300,7 +302,7 @@ def test_neighbourhood_split_explains_an_entrance_over_the_ceiling(sample_url):
                                "ORDER BY code LIMIT 1").fetchone()[0]
         b_id, version, b_code, _, attrs = max(_grid_buildings(conn, grid_id), key=lambda b: b[3])
         entrances = int(attrs["entrances"])
-        store.edit_unit(conn, b_id, expected_version=version, households=99 * entrances,
+        unit_work.edit_unit(conn, b_id, expected_version=version, households=99 * entrances,
                         attributes=attrs | {"households_per_floor": 99 * entrances // 33, "floors": 33})
         plan = plans.draw_split(conn, grid_id, "neighbourhood", seed=0)
         m = plan["metrics"]

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import shapely
 
-from geo import codes, crs as crsmod, sample
-from geo.imports import SAMPLE_PATH
+from geo.coords import crs as crsmod
+from geo.sample import district as sample
+from geo.units import codes
+from geo.usecases.units import SAMPLE_PATH
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,10 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import shape
 
-from geo import datums, levels, tiles
+from geo.coords import datums
+from geo.db import tiles as tile_queries
+from geo.tiles import maths as tiles
+from geo.units import levels
 
 CENTRE = (114.30, 30.55)  # the sample district's centre
 MARGIN = tiles.BUFFER / tiles.EXTENT
@@ -291,7 +294,7 @@ def test_tile_query_finds_units_through_the_gist_index(conn):
     (Sequential scans are switched off so that the small sample does not hide a query that
     could only scan: such a query would still show a Seq Scan.)"""
     x, y = tiles.tile_at(*CENTRE, 15)
-    sql, params = tiles.tile_query("grid", 15, x, y)
+    sql, params = tile_queries.tile_query("grid", 15, x, y)
     with conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
         plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()[0]

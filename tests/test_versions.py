@@ -6,9 +6,12 @@ import psycopg
 import pytest
 import shapely
 
-from geo import store
+from geo.db import units
 from geo.errors import Conflict, InvalidInput
-from geo.imports import load_file
+from geo.units.model import UnitInput
+from geo.usecases import boundaries
+from geo.usecases import units as unit_work
+from geo.usecases.units import load_file
 from tests import shapes
 
 
@@ -33,32 +36,32 @@ def test_boundary_change_keeps_the_old_version_readable_as_of_earlier(small):
         unit_id, version = _grid(conn, code)
         before = conn.execute("SELECT now()").fetchone()[0]
         conn.commit()
-        old = store.get_unit(conn, unit_id)
+        old = units.get_unit(conn, unit_id)
         new_geom = shapes.rect(0, 0, 250, 400)
         with conn.transaction():
-            result = store.edit_unit(conn, unit_id, expected_version=version, geom=new_geom,
+            result = unit_work.edit_unit(conn, unit_id, expected_version=version, geom=new_geom,
                                      households=520, note="grid grows east by 50 m")
         assert result["version"] == version + 1
 
-        now_geom = shapely.geometry.shape(store.get_unit(conn, unit_id)["geometry"])
-        then = store.get_unit(conn, unit_id, as_of=before)
+        now_geom = shapely.geometry.shape(units.get_unit(conn, unit_id)["geometry"])
+        then = units.get_unit(conn, unit_id, as_of=before)
         then_geom = shapely.geometry.shape(then["geometry"])
         assert then["version"] == version and then["households"] == 450
         assert then_geom.equals_exact(shapely.geometry.shape(old["geometry"]), 1e-12)
         assert abs(shapes.to_metres(now_geom).area - 250 * 400) < 1
         assert abs(shapes.to_metres(then_geom).area - 200 * 400) < 1
 
-        history = store.history(conn, unit_id)
+        history = units.history(conn, unit_id)
         assert [h["version"] for h in history] == [1, 2]
         assert history[0]["valid_to"] == history[1]["valid_from"]
         assert history[1]["valid_to"] is None
         # the export as of the earlier time still shows the old boundary
-        rows = store.units_rows(conn, "grid", as_of=before)
+        rows = units.units_rows(conn, "grid", as_of=before)
         assert {r["code"]: r["version"] for r in rows}[code] == 1
-        rows_now = store.units_rows(conn, "grid")
+        rows_now = units.units_rows(conn, "grid")
         assert {r["code"]: r["version"] for r in rows_now}[code] == 2
         # and a time before anything was loaded shows nothing
-        assert store.units_rows(conn, "grid", as_of=history[0]["valid_from"] - timedelta(seconds=1)) == []
+        assert units.units_rows(conn, "grid", as_of=history[0]["valid_from"] - timedelta(seconds=1)) == []
 
 
 def test_stale_edit_is_refused_and_changes_nothing(small):
@@ -66,12 +69,12 @@ def test_stale_edit_is_refused_and_changes_nothing(small):
     with psycopg.connect(small) as conn:
         unit_id, version = _grid(conn, code)
         with conn.transaction():
-            store.edit_unit(conn, unit_id, expected_version=version, name="改名网格")
+            unit_work.edit_unit(conn, unit_id, expected_version=version, name="改名网格")
         with pytest.raises(Conflict, match="version 2.*version 1"):
             with conn.transaction():
-                store.edit_unit(conn, unit_id, expected_version=version, name="过期的编辑")
-        assert store.get_unit(conn, unit_id)["name"] == "改名网格"
-        assert len(store.history(conn, unit_id)) == 2
+                unit_work.edit_unit(conn, unit_id, expected_version=version, name="过期的编辑")
+        assert units.get_unit(conn, unit_id)["name"] == "改名网格"
+        assert len(units.history(conn, unit_id)) == 2
 
 
 def test_edit_that_leaves_a_child_outside_is_refused(small, tmp_path):
@@ -82,8 +85,8 @@ def test_edit_that_leaves_a_child_outside_is_refused(small, tmp_path):
         ).fetchone()
         with pytest.raises(InvalidInput, match=r"leaves its grid 420199001001002 outside \(reaches 200\.0 m outside"):
             with conn.transaction():
-                store.edit_unit(conn, unit_id, expected_version=version, geom=shapes.rect(0, 0, 200, 400))
-        assert len(store.history(conn, unit_id)) == 1
+                unit_work.edit_unit(conn, unit_id, expected_version=version, geom=shapes.rect(0, 0, 200, 400))
+        assert len(units.history(conn, unit_id)) == 1
 
 
 def test_reloading_an_unchanged_file_adds_no_version_and_a_changed_one_adds_one(small, tmp_path):
@@ -107,25 +110,25 @@ def test_split_records_lineage_and_moves_children_to_the_new_units(small):
         ).fetchone()[0]
         before = conn.execute("SELECT now()").fetchone()[0]
         conn.commit()
-        west = store.UnitInput("community", "420199001002", "西社区", shapes.rect(0, 0, 200, 400), 450)
-        east = store.UnitInput("community", "420199001003", "东社区", shapes.rect(200, 0, 400, 400), 450)
+        west = UnitInput("community", "420199001002", "西社区", shapes.rect(0, 0, 200, 400), 450)
+        east = UnitInput("community", "420199001003", "东社区", shapes.rect(200, 0, 400, 400), 450)
         with conn.transaction():
-            summary = store.replace_units(conn, [old_id], [west, east], kind="split", note="test split")
+            summary = boundaries.replace_units(conn, [old_id], [west, east], kind="split", note="test split")
         new_ids = summary.created
         assert len(new_ids) == 2
-        assert {r["unit_id"] for r in store.lineage(conn, old_id)["to"]} == set(new_ids)
+        assert {r["unit_id"] for r in units.lineage(conn, old_id)["to"]} == set(new_ids)
         for new_id in new_ids:
-            assert [r["unit_id"] for r in store.lineage(conn, new_id)["from"]] == [old_id]
+            assert [r["unit_id"] for r in units.lineage(conn, new_id)["from"]] == [old_id]
         # the old community is gone now, readable as of before
-        assert store.units_rows(conn, "community", as_of=before)[0]["unit_id"] == old_id
-        assert {r["unit_id"] for r in store.units_rows(conn, "community")} == set(new_ids)
+        assert units.units_rows(conn, "community", as_of=before)[0]["unit_id"] == old_id
+        assert {r["unit_id"] for r in units.units_rows(conn, "community")} == set(new_ids)
         # each grid now belongs to the new community it lies in; as of before, to the old one
-        now = {r["code"]: r["community_id"] for r in store.units_rows(conn, "grid")}
+        now = {r["code"]: r["community_id"] for r in units.units_rows(conn, "grid")}
         codes = dict(conn.execute(
             "SELECT unit_id, code FROM unit_version WHERE unit_id = ANY(%s)", [new_ids]).fetchall())
         assert codes[now[shapes.COMMUNITY + "001"]] == "420199001002"
         assert codes[now[shapes.COMMUNITY + "002"]] == "420199001003"
-        then = {r["code"]: r["community_id"] for r in store.units_rows(conn, "grid", as_of=before)}
+        then = {r["code"]: r["community_id"] for r in units.units_rows(conn, "grid", as_of=before)}
         assert set(then.values()) == {old_id}
 
 
@@ -137,25 +140,25 @@ def test_failed_split_leaves_the_store_unchanged(small):
         ).fetchone()[0]
         count = conn.execute("SELECT count(*) FROM unit_version").fetchone()[0]
         conn.commit()
-        west = store.UnitInput("community", "420199001002", "西社区", shapes.rect(0, 0, 150, 400))
-        east = store.UnitInput("community", "420199001003", "东社区", shapes.rect(250, 0, 400, 400))
+        west = UnitInput("community", "420199001002", "西社区", shapes.rect(0, 0, 150, 400))
+        east = UnitInput("community", "420199001003", "东社区", shapes.rect(250, 0, 400, 400))
         with pytest.raises(InvalidInput):
             with conn.transaction():
-                store.replace_units(conn, [old_id], [west, east], kind="split")
+                boundaries.replace_units(conn, [old_id], [west, east], kind="split")
         assert conn.execute("SELECT count(*) FROM unit_version").fetchone()[0] == count
         assert conn.execute("SELECT count(*) FROM unit_lineage").fetchone()[0] == 0
-        assert store.get_unit(conn, old_id)["valid_to"] is None
+        assert units.get_unit(conn, old_id)["valid_to"] is None
 
 
 def test_redraw_records_lineage(small):
     with psycopg.connect(small) as conn:
         ids = [r[0] for r in conn.execute(
             "SELECT unit_id FROM unit_version WHERE level = 'grid' AND valid_to IS NULL ORDER BY code")]
-        a = store.UnitInput("grid", shapes.COMMUNITY + "003", "新第3网格", shapes.rect(0, 0, 250, 400), 560)
-        b = store.UnitInput("grid", shapes.COMMUNITY + "004", "新第4网格", shapes.rect(250, 0, 400, 400), 340)
+        a = UnitInput("grid", shapes.COMMUNITY + "003", "新第3网格", shapes.rect(0, 0, 250, 400), 560)
+        b = UnitInput("grid", shapes.COMMUNITY + "004", "新第4网格", shapes.rect(250, 0, 400, 400), 340)
         with conn.transaction():
-            summary = store.replace_units(conn, ids, [a, b], kind="redraw", note="boundary moved 50 m east")
-        kinds = {r["kind"] for r in store.lineage(conn, summary.created[0])["from"]}
+            summary = boundaries.replace_units(conn, ids, [a, b], kind="redraw", note="boundary moved 50 m east")
+        kinds = {r["kind"] for r in units.lineage(conn, summary.created[0])["from"]}
         assert kinds == {"redraw"}
         # the new west grid took land from both old grids
-        assert {r["unit_id"] for r in store.lineage(conn, summary.created[0])["from"]} == set(ids)
+        assert {r["unit_id"] for r in units.lineage(conn, summary.created[0])["from"]} == set(ids)

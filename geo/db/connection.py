@@ -6,20 +6,21 @@ embedded cluster (see geo.db.embedded), which `gridmap db start` runs.
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
 import psycopg
 
+from geo import settings as config
+from geo.db.embedded import default_cluster
 from geo.errors import SetupError
 
 
-def database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from geo.db.embedded import default_cluster
-
-    cluster = default_cluster()
+def database_url(settings: config.Settings | None = None) -> str:
+    """DATABASE_URL, else the embedded cluster's URL (SetupError when neither is there)."""
+    settings = settings or config.get()
+    if settings.database_url:
+        return settings.database_url
+    cluster = default_cluster(settings)
     if not cluster.initialised():
         raise SetupError(
             "no database: DATABASE_URL is unset and the embedded cluster is not set up. "
@@ -28,18 +29,18 @@ def database_url() -> str:
     return cluster.url()
 
 
-def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
+def connect(url: str | None = None, **kwargs: Any) -> psycopg.Connection:
     url = url or database_url()
     try:
         return psycopg.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
         raise SetupError(
-            f"cannot connect to the database at {_redact(url)}: {str(exc).strip()}. "
+            f"cannot connect to the database at {redact(url)}: {str(exc).strip()}. "
             "Start the embedded cluster with `gridmap db start`, or check DATABASE_URL."
         ) from exc
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """Hide a password in a URL before printing it."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

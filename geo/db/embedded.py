@@ -6,7 +6,7 @@ database with PostGIS in it. PostgreSQL refuses to run as root, so when gridmap 
 as root the cluster belongs to, and runs as, the `postgres` system user that
 Debian's package creates.
 
-Layout of the cluster folder (GRIDMAP_HOME, default `<project>/.gridmap`):
+Layout of the cluster folder (GRIDMAP_HOME, default `<project>/.gridmap`; geo/settings.py):
     pg/data         the cluster itself (initdb)
     pg/postgres.log the server log
     pg/socket       the Unix socket directory
@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from geo import settings as config
 from geo.errors import SetupError
 
 DEFAULT_PORT = 54329
@@ -38,13 +39,9 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def gridmap_home() -> Path:
-    return Path(os.environ.get("GRIDMAP_HOME") or project_root() / ".gridmap")
-
-
-def _bin_dir() -> Path:
-    """Directory with initdb/pg_ctl of the PostgreSQL that has PostGIS installed."""
-    wanted = os.environ.get("GRIDMAP_PG_BIN")
+def bin_dir(wanted: Path | None = None) -> Path:
+    """Directory with initdb/pg_ctl of the PostgreSQL that has PostGIS installed (GRIDMAP_PG_BIN
+    when given)."""
     if wanted:
         return Path(wanted)
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
@@ -84,9 +81,16 @@ def _can_reach(user: str, path: Path) -> bool:
 
 @dataclass
 class Cluster:
-    """One embedded cluster: where it lives and how to run its tools."""
+    """One embedded cluster: where it lives, the port it takes when first set up, and the
+    PostgreSQL whose tools run it (None: the newest with PostGIS)."""
 
     home: Path
+    first_port: int = DEFAULT_PORT
+    pg_bin: Path | None = None
+
+    @property
+    def bin(self) -> Path:
+        return bin_dir(self.pg_bin)
 
     @property
     def root(self) -> Path:
@@ -112,7 +116,7 @@ class Cluster:
     def port(self) -> int:
         if self.port_file.exists():
             return int(self.port_file.read_text().strip())
-        return int(os.environ.get("GRIDMAP_PG_PORT", DEFAULT_PORT))
+        return self.first_port
 
     def url(self, database: str = DATABASE) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -165,7 +169,7 @@ class Cluster:
         self._prepare_root()
         if self.initialised():
             return
-        bindir = _bin_dir()
+        bindir = self.bin
         self._run([
             str(bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
@@ -186,7 +190,7 @@ class Cluster:
     def running(self) -> bool:
         if not self.initialised():
             return False
-        result = self._run([str(_bin_dir() / "pg_ctl"), "status", "-D", str(self.data)], check=False)
+        result = self._run([str(self.bin / "pg_ctl"), "status", "-D", str(self.data)], check=False)
         return result.returncode == 0
 
     def start(self) -> None:
@@ -201,7 +205,7 @@ class Cluster:
             "-c max_connections=200 -c shared_buffers=256MB -c fsync=on"
         )
         self._run([
-            str(_bin_dir() / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
+            str(self.bin / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
             "-o", options, "-w", "-t", "60",
         ])
         self._ensure_database()
@@ -209,7 +213,7 @@ class Cluster:
     def stop(self) -> None:
         if not self.running():
             return
-        self._run([str(_bin_dir() / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w"])
+        self._run([str(self.bin / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w"])
 
     def _ensure_database(self) -> None:
         import psycopg
@@ -248,5 +252,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def default_cluster() -> Cluster:
-    return Cluster(gridmap_home())
+def default_cluster(settings: config.Settings | None = None) -> Cluster:
+    """The cluster the settings name (GRIDMAP_HOME, GRIDMAP_PG_PORT, GRIDMAP_PG_BIN)."""
+    settings = settings or config.get()
+    return Cluster(settings.home or project_root() / ".gridmap", settings.pg_port, settings.pg_bin)

@@ -24,7 +24,7 @@
         '<h3><span class="gm-chip">' + gm.esc(gm.LEVEL_ZH[u.level] || u.level) + '</span> ' + gm.esc(u.name) + '</h3>' +
         '<div class="gm-code">' + gm.esc(u.code) + '</div><table>' + rows + '</table>' +
         '<div class="gm-links"><a href="' + cfg.api.units + u.id + '" target="_blank">单元详情 /units/' + u.id + '</a>' +
-        '<a href="' + cfg.api.units + u.id + '/history" target="_blank">历史 history</a></div></div>';
+        '<a href="' + cfg.api.history.replace('{id}', u.id) + '" target="_blank">历史 history</a></div></div>';
     }
 
     var highlighted = null;

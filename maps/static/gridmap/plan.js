@@ -184,7 +184,7 @@
         (problems ? '<ul class="gm-problems">' + problems + '</ul>' : '<div class="gm-sub">没有 none</div>') +
         (notes ? '<h2>说明 Notes</h2><ul class="gm-notes">' + notes + '</ul>' : '') +
         '<div class="gm-sub" style="margin-top:6px"><a href="' + cfg.api.plan + '" target="_blank">JSON</a> · ' +
-        '<a href="' + cfg.api.compare + '" target="_blank">对比 compare</a> · <a href="' + cfg.api.units + '" target="_blank">GeoJSON</a> · <a href="/maps">全部地图 all maps</a></div>';
+        '<a href="' + cfg.api.compare + '" target="_blank">对比 compare</a> · <a href="' + cfg.api.units + '" target="_blank">GeoJSON</a> · <a href="' + cfg.api.maps + '">全部地图 all maps</a></div>';
       Array.prototype.forEach.call(div.querySelectorAll('tr.gm-part'), function (tr) {
         tr.addEventListener('click', function () {
           Array.prototype.forEach.call(div.querySelectorAll('tr.gm-active'), function (t) { t.classList.remove('gm-active'); });

@@ -1,0 +1,79 @@
+"""What routes share, as FastAPI dependencies: the caller, a pooled connection, and one
+parser each for a bbox, an as-of time and a time window. A route states what it needs in
+its signature (`who: PlanCaller`, `conn: Conn`, `as_of: AsOf`) and gets it checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, Query
+from psycopg_pool import PoolTimeout
+
+from api.security import require
+from geo import settings
+from geo.coords.points import BBox, parse_bbox
+from geo.db import pool
+from geo.errors import InvalidInput
+from geo.security.identity import Identity
+from geo.times import parse_time
+
+ReadCaller = Annotated[Identity, require("read")]
+ReportCaller = Annotated[Identity, require("report")]
+DispatchCaller = Annotated[Identity, require("dispatch")]
+PlanCaller = Annotated[Identity, require("plan")]
+AdminCaller = Annotated[Identity, require("admin")]
+
+
+def connection() -> Iterator[psycopg.Connection]:
+    """A pooled connection for the request: committed when the route returns, rolled back
+    when it raises."""
+    with pool.pool().connection() as conn:
+        yield conn
+
+
+def spare_connection() -> Iterator[psycopg.Connection | None]:
+    """A second connection, only if one is free right now (waiting for it while holding the
+    first could starve the pool): work that can run in parallel uses it when it is there."""
+    connections = pool.pool()
+    try:
+        conn = connections.getconn(timeout=0.05)
+    except PoolTimeout:
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        connections.putconn(conn)
+
+
+Conn = Annotated[psycopg.Connection, Depends(connection)]
+SpareConn = Annotated[psycopg.Connection | None, Depends(spare_connection)]
+
+
+def time_of(text: str | None) -> datetime | None:
+    """An ISO 8601 time sent in a URL, in GRIDMAP_TZ when it names no zone. A URL's `+` arrives
+    as a space: a time with a space where its zone's sign was gets told how to send it."""
+    try:
+        return parse_time(text, settings.get().tz)
+    except InvalidInput as exc:
+        raw = str(text).strip()
+        if " " in raw and raw[:4].isdigit():
+            raise InvalidInput(f"{exc} (in a URL, write + as %2B)") from None
+        raise
+
+
+def as_of(as_of: Annotated[str | None, Query(description="the state valid at this time (ISO 8601; "
+                                                          "without a zone, Asia/Shanghai)")] = None) -> datetime | None:
+    return time_of(as_of)
+
+
+def bbox(bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")] = None) -> BBox | None:
+    return parse_bbox(bbox)
+
+
+AsOf = Annotated[datetime | None, Depends(as_of)]
+BBoxQuery = Annotated[BBox | None, Depends(bbox)]

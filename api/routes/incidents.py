@@ -1,0 +1,122 @@
+"""/incidents, /workers and /stats: reports in, assigned to their units, dispatched, followed
+to resolution, and counted. Every incident and worker comes back as the caller may see it
+(contacts masked without the `contact` permission: the readers in geo/db decide)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Conn, DispatchCaller, ReadCaller, ReportCaller, SpareConn, time_of
+from api.security import require
+from geo.db import incidents, stats, workers
+from geo.errors import InvalidInput
+from geo.incidents import lifecycle
+from geo.units import levels
+from geo.usecases import incidents as intake
+
+router = APIRouter(tags=["incidents"], dependencies=[require("read")])
+
+
+class ReportIn(BaseModel):
+    """A report: where (lon/lat in `crs`), what (category, description, photos), who and when."""
+
+    model_config = ConfigDict(extra="forbid")
+    category: str = Field(..., max_length=64, description="e.g. manhole, garbage, noise (see incident_category)")
+    lon: float
+    lat: float
+    crs: str = Field("wgs84", max_length=64, description="wgs84, gcj02 (WeChat, Amap), bd09, cgcs2000, EPSG:nnnn")
+    reported_at: datetime | None = Field(None, description="when it was reported; default now")
+    description: str = Field("", max_length=lifecycle.MAX_DESCRIPTION)
+    channel: str = Field("app", description="hotline, wechat, app, patrol, rider, web, open311, import")
+    contact: str | None = Field(None, max_length=200)
+    photos: list[str] = Field(default_factory=list, max_length=lifecycle.MAX_PHOTOS)
+    external_id: str | None = Field(None, max_length=200, description="the source system's id: "
+                                    "a report already stored under it is not stored twice")
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(..., description="assigned, in_progress, resolved, closed, rejected, duplicate, reported")
+    version: int = Field(..., ge=1, description="the incident's version the change is based on (409 if stale)")
+    actor: str = Field(..., min_length=1, max_length=200)
+    note: str | None = Field(None, max_length=5000)
+    worker_id: int | None = Field(None, description="with to=assigned: the worker to hand it to")
+
+
+class WorkerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=100)
+    role: str = Field(..., description="grid_worker, grid_head, neighbourhood_head, community_worker")
+    unit_id: int
+    phone: str | None = Field(None, max_length=40)
+
+
+@router.post("/incidents", status_code=201, summary="Report an incident; it is assigned and dispatched at once")
+def report(body: ReportIn, conn: Conn, who: ReportCaller) -> JSONResponse:
+    item = lifecycle.Report(**body.model_dump())
+    with conn.transaction():
+        incident, created = intake.report_incident(conn, item, intake.locator_on(conn), actor=body.channel, who=who)
+    return JSONResponse(jsonable_encoder(incident), status_code=201 if created else 200)
+
+
+@router.get("/incidents/{incident_id}", summary="One incident with its units, worker and history")
+def get_incident(incident_id: int, conn: Conn, who: ReadCaller) -> dict[str, Any]:
+    return jsonable_encoder(incidents.get(conn, incident_id, viewer=who))  # type: ignore[no-any-return]
+
+
+@router.get("/incidents", summary="Incidents, newest first")
+def list_incidents(
+    conn: Conn,
+    who: ReadCaller,
+    state: Annotated[str | None, Query()] = None,
+    unit_id: Annotated[int | None, Query(description="only incidents in this unit (any level)")] = None,
+    unassigned: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    selection = incidents.Filter(states=None if state is None else [lifecycle.check_state(state)],
+                                 unit_id=unit_id, unassigned=unassigned)
+    total, items = incidents.page(conn, selection, viewer=who, limit=limit, offset=offset)
+    return {"total": total, "items": jsonable_encoder(items)}
+
+
+@router.post("/incidents/{incident_id}/transitions", summary="Move an incident through its lifecycle")
+def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) -> dict[str, Any]:
+    with conn.transaction():
+        incident = intake.transition(conn, incident_id, body.to, expected_version=body.version,
+                                     actor=body.actor, note=body.note, worker_id=body.worker_id, who=who)
+    return jsonable_encoder(incident)  # type: ignore[no-any-return]
+
+
+@router.post("/workers", status_code=201, summary="Attach a worker to a grid, community or neighbourhood")
+def add_worker(body: WorkerIn, conn: Conn, who: DispatchCaller) -> dict[str, Any]:
+    with conn.transaction():
+        return jsonable_encoder(intake.add_worker(conn, body.name, body.role, body.unit_id, body.phone,  # type: ignore[no-any-return]
+                                                  who=who))
+
+
+@router.get("/workers", summary="Workers attached to a unit")
+def list_workers(unit_id: int, conn: Conn, who: ReadCaller) -> list[dict[str, Any]]:
+    return jsonable_encoder(workers.of_unit(conn, unit_id, viewer=who))  # type: ignore[no-any-return]
+
+
+@router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve")
+def incident_stats(
+    conn: Conn,
+    spare: SpareConn,
+    from_: Annotated[str, Query(alias="from", description="start of the window (ISO 8601), inclusive")],
+    to: Annotated[str, Query(description="end of the window (ISO 8601), exclusive")],
+    level: Annotated[str, Query(description="street, community, grid, compound or neighbourhood")] = "grid",
+) -> dict[str, Any]:
+    lv = levels.parse_level(level)
+    start, end = time_of(from_), time_of(to)
+    if start is None or end is None:
+        raise InvalidInput("give both 'from' and 'to' as ISO 8601 times, e.g. from=2026-01-01&to=2026-02-01")
+    # medians run in parallel on the spare connection, when one was free
+    return jsonable_encoder(stats.incident_stats(conn, lv, start, end, median_conn=spare))  # type: ignore[no-any-return]

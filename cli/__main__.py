@@ -1,0 +1,5 @@
+"""`python -m cli` runs the `gridmap` command."""
+
+from cli import main
+
+main()

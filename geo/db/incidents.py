@@ -1,0 +1,261 @@
+"""Incidents in the database: categories, intake, reading (always for a viewer), lifecycle
+updates and events, and the re-assignment query a boundary change runs.
+
+Every reader takes the viewer and returns rows as that viewer may see them
+(geo/security/privacy.py): a reporter's contact is never returned unmasked by accident.
+A page of incidents costs the same few queries whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from geo.db.rows import dicts, one, value
+from geo.errors import InvalidInput, NotFound
+from geo.incidents.lifecycle import OPEN_STATES, overdue
+from geo.locate.locator import Locator
+from geo.security.identity import Identity
+from geo.security.privacy import incident_for
+from geo.units.levels import LEVELS
+from geo.units.model import Progress, no_progress
+
+_ID_COLUMNS = [f"{lv}_id" for lv in LEVELS]
+
+
+# ---- categories -----------------------------------------------------------------------------
+
+def categories(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every category: code, name_zh, deadline_hours, escalate (handled by the community)."""
+    return dicts(conn, "SELECT code, name_zh, deadline_hours, escalate FROM incident_category ORDER BY code")
+
+
+def category(conn: psycopg.Connection, code: str) -> dict[str, Any]:
+    """One category, or InvalidInput naming the known ones."""
+    found = one(conn, "SELECT code, name_zh, deadline_hours, escalate FROM incident_category WHERE code = %s",
+                [code])
+    if found is None:
+        known = [c["code"] for c in categories(conn)]
+        raise InvalidInput(f"unknown category {code!r}: use one of {', '.join(known)}")
+    return found
+
+
+# ---- intake ---------------------------------------------------------------------------------
+
+def clock(conn: psycopg.Connection) -> datetime:
+    """The database's time now (not the transaction's start)."""
+    return value(conn, "SELECT clock_timestamp()")  # type: ignore[no-any-return]
+
+
+def by_external_id(conn: psycopg.Connection, external_id: str) -> int | None:
+    return value(conn, "SELECT id FROM incident WHERE external_id = %s", [external_id])  # type: ignore[no-any-return]
+
+
+def insert(conn: psycopg.Connection, fields: dict[str, Any], lon: float, lat: float) -> int | None:
+    """Store a new incident (its point in WGS84); None when its external id arrived at the
+    same moment from elsewhere (that one stands)."""
+    columns = list(fields)
+    row = conn.execute(
+        f"INSERT INTO incident ({', '.join(columns)}, geom) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}, ST_SetSRID(ST_Point(%s, %s), 4326)) "
+        "ON CONFLICT (external_id) DO NOTHING RETURNING id",
+        [*(Jsonb(v) if k == "photos" else v for k, v in fields.items()), lon, lat],
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def add_event(conn: psycopg.Connection, incident_id: int, actor: str, from_state: str | None, to_state: str,
+              note: str | None = None, data: dict[str, Any] | None = None) -> None:
+    conn.execute(
+        "INSERT INTO incident_event (incident_id, actor, from_state, to_state, note, data) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        [incident_id, actor, from_state, to_state, note, Jsonb(data or {})],
+    )
+
+
+def insert_generated(conn: psycopg.Connection, locator: Locator, columns: dict[str, np.ndarray],
+                     progress: Progress = no_progress) -> int:
+    """Assign generated incidents to their units (in bulk) and COPY them in."""
+    found = locator.locate(columns["lon"], columns["lat"])
+    ids = {lv: np.where(found[lv] >= 0, locator.units[lv].ids[np.maximum(found[lv], 0)]
+                        if len(locator.units[lv].ids) else 0, 0) for lv in LEVELS}
+    n = len(columns["lon"])
+    unassigned = (found["street"] < 0) & (found["community"] < 0) & (found["grid"] < 0)
+    cols = ("category", "reported_at", "channel", "input_lon", "input_lat", "input_crs", "geom", "state",
+            *(f"{lv}_id" for lv in LEVELS), "unassigned", "deadline", "resolved_at", "closed_at")
+    with conn.cursor().copy(f"COPY incident ({', '.join(cols)}) FROM STDIN") as copy:
+        for i in range(n):
+            lon, lat = float(columns["lon"][i]), float(columns["lat"][i])
+            state = str(columns["state"][i])
+            resolved = columns["resolved_at"][i]
+            resolved_at = None if np.isnat(resolved) else resolved.astype(datetime).isoformat() + "+00:00"
+            copy.write_row((
+                columns["category"][i], columns["reported_at"][i].astype(datetime).isoformat() + "+00:00",
+                columns["channel"][i], lon, lat, "EPSG:4326", f"SRID=4326;POINT({lon!r} {lat!r})", state,
+                *((int(ids[lv][i]) or None) for lv in LEVELS), bool(unassigned[i]),
+                columns["deadline"][i].astype(datetime).isoformat() + "+00:00",
+                resolved_at, resolved_at if state == "closed" else None,
+            ))
+            if i % 50_000 == 0:
+                progress("incidents", i, n)
+    progress("incidents", n, n)
+    return n
+
+
+# ---- lifecycle ------------------------------------------------------------------------------
+
+def lock(conn: psycopg.Connection, incident_id: int) -> dict[str, Any]:
+    """What a state change needs of an incident, locked; NotFound when there is none."""
+    row = one(conn, "SELECT state, version, grid_id, community_id, category FROM incident WHERE id = %s FOR UPDATE",
+              [incident_id])
+    if row is None:
+        raise NotFound(f"no incident with id {incident_id}")
+    return row
+
+
+def update(conn: psycopg.Connection, incident_id: int, sets: dict[str, Any], bump_version: bool = False) -> None:
+    assignments = ", ".join(f"{k} = %s" for k in sets) + (", version = version + 1" if bump_version else "")
+    conn.execute(f"UPDATE incident SET {assignments} WHERE id = %s", [*sets.values(), incident_id])
+
+
+def now(conn: psycopg.Connection) -> datetime:
+    return value(conn, "SELECT now()")  # type: ignore[no-any-return]
+
+
+def escalates(conn: psycopg.Connection, code: str) -> bool:
+    return bool(value(conn, "SELECT escalate FROM incident_category WHERE code = %s", [code]))
+
+
+def open_in_closed_units(conn: psycopg.Connection, change_id: int) -> list[dict[str, Any]]:
+    """Open incidents lying in a unit the change closed, locked, with their chain and point."""
+    in_closed = ", ".join(f"i.{c}" for c in _ID_COLUMNS)
+    return dicts(conn, f"""
+        SELECT i.id, i.state, i.handled_at_level, i.category, {in_closed}, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat
+        FROM incident i
+        WHERE i.state = ANY(%s)
+          AND EXISTS (SELECT 1 FROM unit_version v WHERE v.closed_by = %s AND v.unit_id IN ({in_closed}))
+        FOR UPDATE OF i
+        """, [list(OPEN_STATES), change_id])
+
+
+def units_covering(conn: psycopg.Connection, lon: float, lat: float) -> dict[str, int | None]:
+    """The current unit of each level covering a point (the lower code where two do)."""
+    found: dict[str, int | None] = dict.fromkeys(LEVELS)
+    for row in dicts(conn, "SELECT DISTINCT ON (level) level, unit_id FROM unit_version WHERE valid_to IS NULL "
+                           "AND ST_Covers(geom, ST_SetSRID(ST_Point(%s, %s), 4326)) ORDER BY level, code", [lon, lat]):
+        found[row["level"]] = row["unit_id"]
+    return found
+
+
+def latest_change_at(conn: psycopg.Connection) -> datetime | None:
+    """When the newest change set was made (None: no change yet)."""
+    return value(conn, "SELECT max(created_at) FROM change_set")  # type: ignore[no-any-return]
+
+
+def change_times(conn: psycopg.Connection) -> list[tuple[int, datetime]]:
+    return [(r["id"], r["created_at"]) for r in dicts(conn, "SELECT id, created_at FROM change_set ORDER BY id")]
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+@dataclass
+class Filter:
+    """Which incidents a list holds."""
+
+    ids: Sequence[int] | None = None
+    states: Sequence[str] | None = None
+    category: str | None = None
+    unit_id: int | None = None  # in this unit, at any level
+    unassigned: bool | None = None
+    start: datetime | None = None  # reported at or after
+    end: datetime | None = None  # reported at or before
+
+    def where(self) -> tuple[str, list[Any]]:
+        """SQL over `incident` for this filter, and its parameters."""
+        filters = [
+            ("id = ANY(%s)", None if self.ids is None else list(self.ids)),
+            ("state = ANY(%s)", None if self.states is None else list(self.states)),
+            ("category = %s", self.category),
+            (f"%s IN ({', '.join(_ID_COLUMNS)})", self.unit_id),
+            ("unassigned = %s", self.unassigned),
+            ("reported_at >= %s", self.start),
+            ("reported_at <= %s", self.end),
+        ]
+        given = [(sql, v) for sql, v in filters if v is not None]
+        return " AND ".join(["true", *(sql for sql, _ in given)]), [v for _, v in given]
+
+
+def page(conn: psycopg.Connection, selection: Filter, *, viewer: Identity, limit: int, offset: int = 0,
+         with_total: bool = True) -> tuple[int | None, list[dict[str, Any]]]:
+    """Incidents newest first (and how many match), as `viewer` may see them."""
+    where, params = selection.where()
+    total = value(conn, f"SELECT count(*) FROM incident WHERE {where}", params) if with_total else None
+    ids = [r["id"] for r in dicts(conn, f"SELECT id FROM incident WHERE {where} "
+                                        "ORDER BY reported_at DESC, id DESC LIMIT %s OFFSET %s",
+                                  [*params, limit, offset])]
+    return total, get_many(conn, ids, viewer=viewer)
+
+
+def get(conn: psycopg.Connection, incident_id: int, *, viewer: Identity) -> dict[str, Any]:
+    """One incident with its units (as they were when reported), worker and history."""
+    found = get_many(conn, [incident_id], viewer=viewer)
+    if not found:
+        raise NotFound(f"no incident with id {incident_id}")
+    return found[0]
+
+
+def get_many(conn: psycopg.Connection, ids: Sequence[int], *, viewer: Identity) -> list[dict[str, Any]]:
+    """Incidents in the order of `ids` (unknown ids left out): three queries, however many."""
+    if not ids:
+        return []
+    rows = dicts(conn, """
+        SELECT i.id, i.external_id, i.category, c.name_zh AS category_zh, i.description, i.reported_at,
+               i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
+               ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
+               i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now
+        FROM incident i JOIN incident_category c ON c.code = i.category
+        LEFT JOIN worker w ON w.id = i.worker_id
+        WHERE i.id = ANY(%s)
+        """, [list(ids)])
+    chains: dict[int, dict[str, Any]] = {}
+    values = ", ".join(f"('{lv}', i.{lv}_id)" for lv in LEVELS)
+    for r in dicts(conn, f"""
+            SELECT i.id AS incident_id, lv.level, u.unit_id AS id, u.code, u.name, u.version
+            FROM incident i CROSS JOIN LATERAL (VALUES {values}) lv(level, unit_id)
+            JOIN LATERAL (SELECT v.unit_id, v.code, v.name, v.version FROM unit_version v
+                          WHERE v.unit_id = lv.unit_id
+                          ORDER BY (v.valid_from <= i.reported_at
+                                    AND (v.valid_to IS NULL OR v.valid_to > i.reported_at)) DESC,
+                                   v.version DESC LIMIT 1) u ON true
+            WHERE i.id = ANY(%s)
+            """, [list(ids)]):
+        chains.setdefault(r.pop("incident_id"), {})[r.pop("level")] = r
+    events: dict[int, list[dict[str, Any]]] = {}
+    for r in dicts(conn, 'SELECT incident_id, at, actor, from_state AS "from", to_state AS "to", note, data '
+                         "FROM incident_event WHERE incident_id = ANY(%s) ORDER BY id", [list(ids)]):
+        events.setdefault(r.pop("incident_id"), []).append(r)
+    by_id = {r["id"]: _incident(r, chains.get(r["id"], {}), events.get(r["id"], [])) for r in rows}
+    return [incident_for(by_id[i], viewer) for i in ids if i in by_id]
+
+
+def _incident(r: dict[str, Any], chain: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": r["id"], "external_id": r["external_id"], "category": r["category"], "category_zh": r["category_zh"],
+        "description": r["description"], "reported_at": r["reported_at"], "received_at": r["received_at"],
+        "channel": r["channel"], "contact": r["contact"], "photos": r["photos"],
+        "input": {"lon": r["input_lon"], "lat": r["input_lat"], "crs": r["input_crs"]},
+        "wgs84": {"lon": r["lon"], "lat": r["lat"]},
+        "state": r["state"], "version": r["version"], "unassigned": r["unassigned"],
+        "handled_at_level": r["handled_at_level"],
+        "worker": {"id": r["worker_id"], "name": r["worker_name"]} if r["worker_id"] else None,
+        "deadline": r["deadline"],
+        "overdue": overdue(r["state"], r["now"], r["deadline"], r["resolved_at"] or r["closed_at"]),
+        "resolved_at": r["resolved_at"], "closed_at": r["closed_at"],
+        **{lv: chain.get(lv) for lv in LEVELS}, "events": events,
+    }

@@ -1,0 +1,1 @@
+"""Unit files in and out (GeoJSON, GeoPackage, Shapefile): no database here."""

@@ -1,0 +1,1 @@
+"""Generated sample districts and cities: roads, compounds, buildings and every unit level."""

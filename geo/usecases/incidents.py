@@ -1,0 +1,254 @@
+"""Incidents as people handle them: take in a report, move it through its lifecycle, attach
+a worker, re-assign open ones after a boundary change, import a hotline export, store a
+generated sample. Each owns its transaction's steps and writes its audit row in it.
+
+Intake assigns a report to the units valid when it was made (its `reported_at`), through
+the in-memory index (geo/usecases/locators.py) looked up on the request's own connection,
+and dispatches it to a worker (geo/incidents/dispatch.py).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from geo import settings
+from geo.coords import points
+from geo.db import audit, generation, units, workers
+from geo.db import incidents as db
+from geo.db.connection import connect
+from geo.errors import Conflict, GridmapError
+from geo.incidents import dispatch, importing, lifecycle
+from geo.incidents import sample as generated
+from geo.locate.locator import Locator
+from geo.security.identity import Identity, as_identity
+from geo.units.levels import LEVELS
+from geo.units.model import Progress, no_progress
+from geo.usecases import locators
+
+LocatorFor = Callable[[datetime], Locator]
+
+
+def locator_on(conn: psycopg.Connection) -> LocatorFor:
+    """For a report stored on `conn`: the boundaries valid when it was made (the current index
+    unless they changed since), looked up on that same connection, so an intake never holds
+    one pooled connection while it waits for another."""
+
+    def pick(when: datetime) -> Locator:
+        changed = db.latest_change_at(conn)
+        if changed is None or changed <= when:
+            return locators.current(conn)
+        return locators.as_of(when, conn)
+
+    return pick
+
+
+def _first_worker(conn: psycopg.Connection) -> dispatch.FirstWorker:
+    return lambda role, unit_id: workers.first_active(conn, role, unit_id)
+
+
+def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_for: LocatorFor,
+                    actor: str = "intake", who: str | Identity | None = None) -> tuple[dict[str, Any], bool]:
+    """Store a report, assign it to its units, dispatch it. Returns (incident, created).
+
+    `actor` names the source in the incident's history (a channel); `who` is the caller
+    recorded in the audit log (an API key, the command line; default: `actor`), and the
+    viewer the incident is returned for. A report with an external id already stored is
+    not stored again (created is False)."""
+    viewer = as_identity(who or actor)
+    # Assigned to the boundaries current when stored: wait for a boundary commit under way
+    # (geo/db/generation.py), so a commit's re-assignment sees every report stored before it.
+    generation.hold_commits(conn)
+    now = db.clock(conn)
+    if report.external_id:
+        existing = db.by_external_id(conn, report.external_id)
+        if existing:
+            return db.get(conn, existing, viewer=viewer), False
+    category = db.category(conn, report.category)
+    reported_at = lifecycle.check_report(report, now)
+    lon, lat, source = points.point_to_wgs84(report.lon, report.lat, report.crs, settings.get().bounds)
+    locator = locator_for(reported_at)
+    found = locator.locate_one(lon, lat)
+    chain = {lv: (int(locator.units[lv].ids[i]) if i >= 0 else None) for lv, i in found.items()}
+    unassigned = chain["street"] is None and chain["community"] is None and chain["grid"] is None
+    worker_id, level = dispatch.choose(chain, category["escalate"], _first_worker(conn))
+    state = "assigned" if worker_id else "reported"
+    fields = {
+        "external_id": report.external_id, "category": report.category, "description": report.description,
+        "reported_at": reported_at, "channel": report.channel, "contact": report.contact, "photos": report.photos,
+        "input_lon": report.lon, "input_lat": report.lat, "input_crs": source, "state": state,
+        **{f"{lv}_id": chain[lv] for lv in LEVELS}, "unassigned": unassigned, "handled_at_level": level,
+        "worker_id": worker_id, "deadline": reported_at + timedelta(hours=category["deadline_hours"]),
+    }
+    incident_id = db.insert(conn, fields, lon, lat)
+    if incident_id is None:  # the same external id arrived at the same moment: that one stands
+        existing = db.by_external_id(conn, report.external_id or "")
+        assert existing is not None
+        return db.get(conn, existing, viewer=viewer), False
+    db.add_event(conn, incident_id, actor, None, "reported", "unassigned: outside every unit" if unassigned else None)
+    if worker_id:
+        db.add_event(conn, incident_id, "dispatch", "reported", "assigned", f"to the {level}'s worker",
+                     {"worker_id": worker_id})
+    audit.record(conn, viewer, "incident.report", "incident", [incident_id],
+                 after={"state": state, "version": 1, "worker_id": worker_id},
+                 detail={"channel": report.channel, "category": report.category, "external_id": report.external_id,
+                         "unassigned": unassigned})
+    return db.get(conn, incident_id, viewer=viewer), True
+
+
+def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, expected_version: int,
+               actor: str, note: str | None = None, worker_id: int | None = None,
+               who: str | Identity | None = None) -> dict[str, Any]:
+    """Move an incident to `to_state`; Conflict when it changed since `expected_version`,
+    IllegalTransition when the lifecycle does not allow the move. `actor` is the person named
+    in the incident's history; `who`, the caller the audit log records (default: `actor`)."""
+    lifecycle.check_state(to_state)
+    lifecycle.check_text(actor, "actor")
+    lifecycle.check_text(note or "", "note")
+    row = db.lock(conn, incident_id)
+    state, version = row["state"], row["version"]
+    lifecycle.check_move(incident_id, state, version, to_state, expected_version)
+    sets: dict[str, Any] = {"state": to_state, "version": version + 1}
+    data: dict[str, Any] = {}
+    if to_state == "assigned":
+        if worker_id is None:
+            worker_id, level = dispatch.choose({"grid": row["grid_id"], "community": row["community_id"]},
+                                               db.escalates(conn, row["category"]), _first_worker(conn))
+            if worker_id is None:
+                raise Conflict(f"incident {incident_id}: no worker is attached to its grid or community; "
+                               "name one with worker_id")
+        else:
+            level = dispatch.hand_over_level(incident_id, worker_id, workers.get(conn, worker_id),
+                                             row["grid_id"], row["community_id"])
+        sets.update(worker_id=worker_id, handled_at_level=level, resolved_at=None, closed_at=None)
+        data["worker_id"] = worker_id
+    elif to_state == "resolved":
+        sets["resolved_at"] = db.now(conn)
+    elif to_state == "closed":
+        sets["closed_at"] = db.now(conn)
+    elif to_state == "reported":
+        sets.update(worker_id=None, handled_at_level=None, resolved_at=None, closed_at=None)
+    db.update(conn, incident_id, sets)
+    db.add_event(conn, incident_id, actor, state, to_state, note, data)
+    viewer = as_identity(who or actor)
+    audit.record(conn, viewer, "incident.transition", "incident", [incident_id],
+                 before={"state": state, "version": version},
+                 after={"state": to_state, "version": version + 1, **data},
+                 detail={"actor": actor, "note": note})
+    return db.get(conn, incident_id, viewer=viewer)
+
+
+def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, phone: str | None = None,
+               who: str | Identity = "gridmap") -> dict[str, Any]:
+    """Attach a worker to the unit their role works in (a grid, community or neighbourhood)."""
+    name = dispatch.check_worker(name, role, workers.unit_level(conn, unit_id), unit_id)
+    worker = workers.insert(conn, name, role, unit_id, phone)
+    audit.record(conn, who, "worker.add", "worker", [worker["id"]],
+                 after={"name": name, "role": role, "unit_id": unit_id})
+    return worker
+
+
+def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:
+    """Open incidents in units a change closed are re-assigned to the units now holding their
+    point, in the same transaction, with an event each; closed ones keep the units they were
+    handled in. Returns how many were re-assigned."""
+    moved = 0
+    for row in db.open_in_closed_units(conn, change_id):
+        state, level = row["state"], row["handled_at_level"]
+        old = {lv: row[f"{lv}_id"] for lv in LEVELS}
+        new = db.units_covering(conn, row["lon"], row["lat"])
+        if new == old:
+            continue
+        sets: dict[str, Any] = {f"{lv}_id": new[lv] for lv in LEVELS}
+        sets["unassigned"] = new["street"] is None and new["community"] is None and new["grid"] is None
+        data: dict[str, Any] = {"from": {lv: old[lv] for lv in LEVELS if old[lv] != new[lv]},
+                                "to": {lv: new[lv] for lv in LEVELS if old[lv] != new[lv]}, "change_id": change_id}
+        new_state = state
+        moved_grid = new["grid"] != old["grid"] or new["community"] != old["community"]
+        if moved_grid and (state == "reported" or (state == "assigned" and level in ("grid", "community"))):
+            # the new grid's worker takes it (or the community's); with nobody there it waits
+            worker_id, new_level = dispatch.choose({"grid": new["grid"], "community": new["community"]},
+                                                   db.escalates(conn, row["category"]), _first_worker(conn))
+            sets.update(worker_id=worker_id, handled_at_level=new_level)
+            new_state = "assigned" if worker_id else "reported"
+            data["worker_id"] = worker_id
+        sets["state"] = new_state
+        db.update(conn, row["id"], sets, bump_version=True)
+        db.add_event(conn, row["id"], "boundary change", state, new_state, f"re-assigned after change {change_id}",
+                     data)
+        moved += 1
+    return moved
+
+
+def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path | None = None,
+                url: str | None = None, actor: str = "import", who: str | Identity | None = None,
+                progress: Progress = no_progress) -> dict[str, Any]:
+    """Import a file of incidents (geo/incidents/importing.py), one savepoint per row: valid
+    rows are kept, bad ones written to an errors file with the reason. Each row taken in is
+    audited as an intake by `who` (default: `actor`). Returns counts and where errors went."""
+    path = Path(path)
+    rows = importing.read_rows(path)
+    errors_path = Path(errors_path) if errors_path else path.with_name(path.stem + ".errors.csv")
+    created = existing = 0
+    problems: list[tuple[int, str, str]] = []
+    states: dict[int, Locator] = {}
+    zone = settings.get().tz
+    with connect(url) as conn:
+        changes = db.change_times(conn)
+        conn.commit()
+
+        def locator_for(when: datetime) -> Locator:
+            key = max((cid for cid, at in changes if at <= when), default=0)
+            if key not in states:
+                if len(states) >= 2:
+                    states.pop(next(iter(states)))
+                states[key] = units.locator(conn, as_of=when)
+            return states[key]
+
+        for n, row in enumerate(rows, start=1):
+            try:
+                with conn.transaction():
+                    report = importing.report_of(row, crs, zone)
+                    _, was_new = report_incident(conn, report, locator_for, actor=actor, who=who)
+                created += was_new
+                existing += not was_new
+            except GridmapError as exc:
+                problems.append((n, str(row.get("external_id") or ""), str(exc)))
+            except psycopg.Error as exc:  # one row the database refuses does not stop the others
+                problems.append((n, str(row.get("external_id") or ""),
+                                 f"refused by the database: {exc.diag.message_primary or exc}"))
+            if n % 200 == 0:
+                progress("importing", n, len(rows))
+        progress("importing", len(rows), len(rows))
+    if problems:
+        with errors_path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row", "external_id", "error"])
+            writer.writerows(problems)
+    elif errors_path.exists():
+        errors_path.unlink()
+    return {"rows": len(rows), "created": created, "already_stored": existing, "errors": len(problems),
+            "errors_file": str(errors_path) if problems else None}
+
+
+def store_sample(conn: psycopg.Connection, locator: Locator, columns: dict[str, np.ndarray], who: str | Identity,
+                 progress: Progress = no_progress) -> int:
+    """Store generated incidents (geo/incidents/sample.py) in one transaction, audited."""
+    with conn.transaction():
+        count = db.insert_generated(conn, locator, columns, progress)
+        audit.record(conn, who, "incidents.sample", "incident", [], detail={"count": count, "generated": True})
+    return count
+
+
+def generate_sample(conn: psycopg.Connection, count: int, start: datetime, end: datetime, who: str | Identity,
+                    seed: int = 1, progress: Progress = no_progress) -> int:
+    """Generate `count` incidents between start and end over the boundaries stored now, and store them."""
+    locator = units.locator(conn)
+    columns = generated.generate(locator, count, start, end, seed=seed)
+    return store_sample(conn, locator, columns, who, progress)

@@ -1,0 +1,167 @@
+"""Units as people change them: load a file or a whole district (one transaction each, all
+or nothing), edit one unit, export a level. Each change writes its audit row in its transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyogrio
+
+from geo import settings
+from geo.db import audit, roads, unit_writes, units
+from geo.db.connection import connect
+from geo.errors import Conflict, InvalidInput, NotFound
+from geo.files import units as files
+from geo.security.identity import Identity
+from geo.units import levels
+from geo.units.model import Progress, UnitInput, no_progress
+from geo.usecases.boundaries import write_units
+
+SAMPLE_PATH = Path(__file__).resolve().parents[2] / "data" / "boundaries" / "sample-district.gpkg"
+
+
+def load_file(
+    path: str | Path,
+    level: str,
+    *,
+    url: str | None = None,
+    crs_text: str | None = None,
+    code_field: str = "code",
+    name_field: str = "name",
+    households_field: str = "households",
+    population_field: str = "population",
+    layer: str | None = None,
+    encoding: str | None = None,
+    actor: str | Identity = "gridmap",
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    """Load one file of units (or roads, level 'road'); return what changed. A load that
+    changes anything is recorded in the audit log, in its transaction."""
+    if level.strip().lower() in ("road", "roads"):
+        lines = files.read_roads(path, settings.get().bounds, crs_text=crs_text, layer=layer)
+        with connect(url) as conn, conn.transaction():
+            change_id = unit_writes.open_change_set(conn, "load", actor, f"roads from {Path(path).name}")
+            count = roads.load_roads(conn, lines, change_id)
+            _audit(conn, actor, change_id, {"level": "road", "file": Path(path).name, "roads": count})
+        return {"level": "road", "roads": count, "change_id": change_id}
+    level = levels.parse_level(level)
+    progress("reading", 0, 1)
+    found, source = files.read_units(
+        path, level, crs_text=crs_text, code_field=code_field, name_field=name_field,
+        households_field=households_field, population_field=population_field, layer=layer,
+        encoding=encoding,
+    )
+    progress("reading", 1, 1)
+    try:
+        with connect(url) as conn, conn.transaction():
+            summary = write_units(
+                conn, level, found, kind="load", actor=actor,
+                note=f"{level} from {Path(path).name} ({source})", progress=progress,
+            )
+            if summary.change_id is not None:
+                _audit(conn, actor, summary.change_id,
+                       {"level": level, "file": Path(path).name, "crs": source, **summary.as_dict()})
+    except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation) as exc:
+        raise _concurrent(exc) from None
+    except psycopg.errors.DataError as exc:
+        raise InvalidInput(f"{Path(path).name}: a value cannot be stored: {exc.diag.message_primary}") from None
+    return {"level": level, "crs": source, "features": len(found), **summary.as_dict()}
+
+
+def _audit(conn: psycopg.Connection, actor: str | Identity, change_id: int, detail: dict[str, Any]) -> None:
+    audit.record(conn, actor, "units.load", "change_set", [change_id], change_id=change_id, detail=detail)
+
+
+def _concurrent(exc: psycopg.Error) -> Conflict:
+    return Conflict(
+        "another change to the same units was committed while this load ran "
+        f"({exc.diag.message_primary}); nothing was stored: run the load again"
+    )
+
+
+def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, actor: str | Identity = "gridmap",
+                  progress: Progress = no_progress, valid_from: datetime | None = None) -> dict[str, Any]:
+    """Load every level of a district GeoPackage (layers named by level), in one transaction."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInput(f"district file not found: {path}; generate one with `gridmap sample`")
+    layers = {name for name, _ in pyogrio.list_layers(path)}
+    result = {}
+    with connect(url) as conn, conn.transaction():
+        change_id = None
+        if valid_from is not None:  # the change set says when the boundaries took effect
+            change_id = unit_writes.open_change_set(
+                conn, "load", actor, f"district from {path.name}, in force from {valid_from.isoformat()}", valid_from)
+        for level in levels.LEVELS:
+            if level not in layers:
+                continue
+            found, _ = files.read_units(path, level, layer=level)
+            summary = write_units(
+                conn, level, found, kind="load", actor=actor, note=f"district from {path.name}",
+                progress=lambda stage, done, total, lv=level: progress(f"{lv}: {stage}", done, total),
+                change_id=change_id, valid_from=valid_from,
+            )
+            change_id = summary.change_id or change_id
+            result[level] = summary.as_dict()["created"] + summary.as_dict()["changed"]
+        if "road" in layers:
+            result["road"] = roads.load_roads(conn, files.read_roads(path, settings.get().bounds, layer="road"),
+                                              change_id)
+        if change_id is not None:
+            _audit(conn, actor, change_id, {"file": path.name, "district": True, **result})
+    return result
+
+
+def edit_unit(
+    conn: psycopg.Connection,
+    unit_id: int,
+    *,
+    expected_version: int,
+    geom: Any = None,
+    name: str | None = None,
+    households: int | None = None,
+    population: int | None = None,
+    attributes: dict[str, Any] | None = None,
+    actor: str | Identity = "gridmap",
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Open a new version of one unit; refuse (Conflict) if it changed since `expected_version`.
+    The edit is recorded in the audit log, in the same transaction."""
+    row = unit_writes.lock_one(conn, unit_id)
+    if row is None:
+        raise NotFound(f"no current unit with id {unit_id}")
+    level, code, version = row["level"], row["code"], row["version"]
+    if version != expected_version:
+        raise Conflict(
+            f"{level} {code} is at version {version}, but the edit was made on version "
+            f"{expected_version}: reload the unit and make the edit again"
+        )
+    unit = UnitInput(
+        level=level, code=code,
+        name=row["name"] if name is None else name,
+        geom=row["geom"] if geom is None else geom,
+        households=row["households"] if households is None else households,
+        population=row["population"] if population is None else population,
+        attributes=row["attributes"] if attributes is None else attributes,
+        label=f"{level} {code}",
+    )
+    summary = write_units(conn, level, [unit], kind="edit", actor=actor, note=note)
+    result = units.get_unit(conn, unit_id)
+    if summary.change_id is not None:  # an edit that changes nothing opens no version
+        given = {"geometry": geom, "name": name, "households": households, "population": population,
+                 "attributes": attributes}
+        audit.record(conn, actor, "unit.edit", "unit", [unit_id], change_id=summary.change_id,
+                     before={"version": version}, after={"version": result["version"]},
+                     detail={"level": level, "code": code, "fields": [k for k, v in given.items() if v is not None],
+                             "note": note})
+    return result | {"change_id": summary.change_id}
+
+
+def export(conn: psycopg.Connection, level: str, fmt: str, out: str | Path,
+           as_of: datetime | None = None) -> tuple[Path, int]:
+    """Write the units of `level` (as of a time) to a file QGIS opens; the path and count."""
+    level = levels.parse_level(level)
+    return files.export_units(units.units_rows(conn, level, as_of=as_of), level, fmt, out, as_of)
