@@ -1,1 +1,2 @@
-"""The HTTP API (FastAPI). Requests enter in api.app and reach the store in geo.store."""
+"""The HTTP API (FastAPI): api/app.py builds the app; a route in api/routes/ parses, calls geo,
+and renders (docs/architecture.md)."""

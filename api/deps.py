@@ -1,16 +1,18 @@
 """What routes share, as FastAPI dependencies: the caller, a pooled connection, and one
 parser each for a bbox, an as-of time and a time window. A route states what it needs in
-its signature (`who: PlanCaller`, `conn: Conn`, `as_of: AsOf`) and gets it checked.
+its signature (`who: PlanCaller`, `conn: Conn`, `as_of: AsOf`) and gets it checked. And
+`encoded`/`encoded_rows`: what geo returns, as JSON-ready data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Query
+from fastapi.encoders import jsonable_encoder
 from psycopg_pool import PoolTimeout
 
 from api.security import require
@@ -50,8 +52,11 @@ def spare_connection() -> Iterator[psycopg.Connection | None]:
         connections.putconn(conn)
 
 
-Conn = Annotated[psycopg.Connection, Depends(connection)]
-SpareConn = Annotated[psycopg.Connection | None, Depends(spare_connection)]
+# scope="function": the connection goes back to the pool (its transaction committed, or rolled
+# back) when the route returns and before the answer is sent, so a commit that fails (the
+# database went away) is the request's error (503), not a broken connection after a 200.
+Conn = Annotated[psycopg.Connection, Depends(connection, scope="function")]
+SpareConn = Annotated[psycopg.Connection | None, Depends(spare_connection, scope="function")]
 
 
 def time_of(text: str | None) -> datetime | None:
@@ -77,3 +82,16 @@ def bbox(bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,max
 
 AsOf = Annotated[datetime | None, Depends(as_of)]
 BBoxQuery = Annotated[BBox | None, Depends(bbox)]
+
+
+def encoded(value: object) -> dict[str, Any]:
+    """A record (or any JSON object) as JSON-ready data: FastAPI's jsonable_encoder, whose
+    result is typed Any, typed as what the route answers."""
+    data: dict[str, Any] = jsonable_encoder(value)
+    return data
+
+
+def encoded_rows(value: object) -> list[dict[str, Any]]:
+    """Records (a list of JSON objects) as JSON-ready data, like `encoded`."""
+    rows: list[dict[str, Any]] = jsonable_encoder(value)
+    return rows

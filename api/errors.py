@@ -124,7 +124,8 @@ def unavailable(request: Request) -> Response:
 def _connection_trouble(exc: BaseException) -> bool:
     """Whether the database connection failing is what lies behind `exc` (its causes, and the
     members of an exception group, included)."""
-    seen, todo = set(), [exc]
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:

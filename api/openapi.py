@@ -62,7 +62,7 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     components["Open311Error"] = OPEN311_ERROR_SCHEMA
     for path, ops in schema.get("paths", {}).items():
         shape = "Open311Error" if path.startswith(OPEN311_PREFIX) else "Error"
-        for method, op in ops.items():
+        for op in ops.values():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
             responses = op["responses"]

@@ -254,7 +254,8 @@ _SCOPE_KEY = "gridmap.identity"
 async def identify(request: Request) -> Identity | None:
     """The caller (None when no credentials came), checked once per request."""
     if _SCOPE_KEY in request.scope:
-        return request.scope[_SCOPE_KEY]  # type: ignore[no-any-return]
+        known: Identity | None = request.scope[_SCOPE_KEY]
+        return known
     identity: Identity | None
     if not enabled():
         server = request.scope.get("server")
@@ -324,9 +325,10 @@ def require(permission: str) -> DependsParam:
                      _key: Annotated[Any, Depends(_API_KEY)]) -> Identity:
         return await authorize(request, permission)
 
-    caller.permission = permission  # type: ignore[attr-defined]  (check_routes looks for it)
+    caller.permission = permission  # type: ignore[attr-defined]  # check_routes looks for it
     caller.__name__ = f"require_{permission}"
-    return Depends(caller)
+    dependency: DependsParam = Depends(caller)
+    return dependency
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

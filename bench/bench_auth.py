@@ -108,7 +108,8 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             _, key = keys.create_key(conn, "service", "bench", "bench")
         os.environ["DATABASE_URL"] = url
-        points = list(zip(*random_points(url, args.requests, seed=1)))
+        settings.reset()  # database_url() above cached the settings; the app reads this database
+        points = list(zip(*random_points(url, args.requests, seed=1), strict=True))
         with_key = [(b"authorization", f"Bearer {key}".encode())]
 
         from api import security as auth

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_load.py [--scale 5] [--seed 1]
 
 Runs in one process, on one freshly created database each:
-  gridmap    imports.load_district: codes checked, geometry checked and repaired,
+  gridmap    geo.usecases.units.load_district: codes checked, geometry checked and repaired,
              parents found (by code or geometry), containment within 0.5 m, versions
              opened, all in one transaction
   plain COPY the same features COPYed into a bare table with a GiST index: no checks,
@@ -60,13 +60,14 @@ def drop(base: str, name: str) -> None:
 
 def plain_copy(url: str, path: Path, with_parents: bool) -> None:
     with psycopg.connect(url) as conn, conn.transaction():
-        conn.execute("CREATE TABLE plain (level text, code text, name text, parent text, geom geometry(Geometry, 4326))")
+        conn.execute("CREATE TABLE plain (level text, code text, name text, parent text, "
+                     "geom geometry(Geometry, 4326))")
         conn.execute("CREATE INDEX ON plain USING gist (geom)")
         for level in levels.LEVELS:
             frame = pyogrio.read_dataframe(path, layer=level)
             hexes = shapely.to_wkb(shapely.set_srid(frame.geometry.values, 4326), hex=True, include_srid=True)
             with conn.cursor().copy("COPY plain (level, code, name, geom) FROM STDIN") as copy:
-                for code, name, geom in zip(frame["code"], frame["name"], hexes):
+                for code, name, geom in zip(frame["code"], frame["name"], hexes, strict=True):
                     copy.write_row((level, code, name, geom))
             if with_parents and levels.PARENTS[level]:
                 parent = levels.PARENTS[level][0]
@@ -77,9 +78,10 @@ def plain_copy(url: str, path: Path, with_parents: bool) -> None:
                 )
 
 
-def timed(fn) -> float:
+def timed(fn, *args, **kwargs) -> float:
+    """Seconds `fn(*args, **kwargs)` takes."""
     start = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return time.perf_counter() - start
 
 
@@ -106,9 +108,9 @@ def main() -> None:
                 name, url = fresh_database(base)
                 try:
                     if label == "gridmap":
-                        t = timed(lambda: imports.load_district(path, url=url))
+                        t = timed(imports.load_district, path, url=url)
                     else:
-                        t = timed(lambda: plain_copy(url, path, with_parents=label == "PostGIS join"))
+                        t = timed(plain_copy, url, path, with_parents=label == "PostGIS join")
                 finally:
                     drop(base, name)
                 results[label].append(t)

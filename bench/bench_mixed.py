@@ -236,7 +236,8 @@ def _get_key(body: dict) -> tuple:
 
 
 def _post_keys(body: dict) -> list[tuple]:
-    units = {lv: dict(zip(t["id"], zip(t["version"], t["code"]))) for lv, t in body["units"].items()}
+    units = {lv: dict(zip(t["id"], zip(t["version"], t["code"], strict=True), strict=True))
+             for lv, t in body["units"].items()}
     keys = []
     for r in body["results"]:
         chain = tuple(None if r.get(lv) is None else (r[lv], *units[lv][r[lv]]) for lv in LEVELS)
@@ -481,7 +482,7 @@ def _verdict(key: tuple, versions: dict) -> tuple[list[str], set[int], list[str]
     """(torn-read problems, change ids that closed a unit named, code mismatches, change ids that
     opened a unit named) of one answer."""
     chain, near = key
-    named = [(lv, u) for lv, u in zip(LEVELS, chain) if u is not None] + [("grid", g) for g in near]
+    named = [(lv, u) for lv, u in zip(LEVELS, chain, strict=True) if u is not None] + [("grid", g) for g in near]
     problems, closed, codes, opened = [], set(), [], set()
     lo, hi = None, INF
     for lv, (uid, version, code) in named:
@@ -499,8 +500,8 @@ def _verdict(key: tuple, versions: dict) -> tuple[list[str], set[int], list[str]
     if lo is not None and lo >= hi:
         problems.append("no instant when all of " + ", ".join(f"{lv} {u[0]} v{u[1]}" for lv, u in named)
                         + " were current")
-    ids = {lv: u[0] for lv, u in zip(LEVELS, chain) if u is not None}
-    for lv, u in zip(LEVELS, chain):
+    ids = {lv: u[0] for lv, u in zip(LEVELS, chain, strict=True) if u is not None}
+    for lv, u in zip(LEVELS, chain, strict=True):
         v = None if u is None else versions.get((u[0], u[1]))
         if v is None:
             continue
@@ -522,12 +523,27 @@ def pct(values, q) -> float:
 def check_run(result: dict, seconds: float) -> dict:
     """Every check on one run; prints nothing, returns the counts and examples."""
     records, commits, db = result["records"], result["commits"], result["db"]
-    versions, by_unit, current = db["versions"], db["by_unit"], db["current"]
     start = result["start"]
     out: dict = {"label": result["label"], "start": start, "seconds": seconds}
     # throughput and latency count the requests sent within the run's seconds
     out["records_by_kind"] = {k: [r for r in records if r.kind == k and r.t0 < start + seconds] for k in KINDS}
+    out["errors"], out["error_examples"] = _errors(records)
+    out.update(_located_checks(records, commits, db["versions"]))
+    out["code_static"] = _static_code_mismatches(db["current"])
 
+    sent = [r for r in records if r.kind == "incident"]
+    created = {r.incident[0]: r for r in sent if r.status == 201}
+    rows = db["incidents"]
+    out.update(_intake_checks(sent, created, rows))
+    out.update(_units_at_intake(rows, db["events"], created, db["by_unit"]))
+    out["retired"] = _retired(db["open"], db["current"])
+    stored = {row[1] for row in rows}
+    out["retired_bench"] = [x for x in out["retired"] if x[1] in stored]
+    return out
+
+
+def _errors(records: list[Record]) -> tuple[Counter, dict]:
+    """Answers other than 2xx, counted by (route, status or transport error), with an example of each."""
     errors = Counter()
     examples: dict = {}
     for r in records:
@@ -535,9 +551,11 @@ def check_run(result: dict, seconds: float) -> dict:
             label = (ROUTES[r.kind], r.status if r.status >= 0 else r.error.split(":")[0])
             errors[label] += 1
             examples.setdefault(label, r.error)
-    out["errors"], out["error_examples"] = errors, examples
+    return errors, examples
 
-    # /locate answers: torn, stale, codes
+
+def _located_checks(records: list[Record], commits: list[Commit], versions: dict) -> dict:
+    """/locate answers: torn, stale, codes, and how often they met a unit a commit changed."""
     verdicts = {}
     done = sorted((c.t1, set(c.change_ids)) for c in commits if 200 <= c.status < 300)
     torn, stale, code_bad = [], [], Counter()
@@ -559,31 +577,38 @@ def check_run(result: dict, seconds: float) -> dict:
                 stale.append((r, key, closed & before))
             for c in codes:
                 code_bad[c] += 1
-    out.update(answers=answers, distinct=len(verdicts), torn=torn, stale=stale, code_bad=code_bad, met=met)
-    # the same code rule on the committed units themselves, whatever any answer says
-    out["code_static"] = {f"grid {v.code} in community {current[v.community_id].code}"
-                          for v in current.values() if v.level == "grid" and v.community_id in current
-                          and not v.code.startswith(current[v.community_id].code)}
+    return {"answers": answers, "distinct": len(verdicts), "torn": torn, "stale": stale, "code_bad": code_bad,
+            "met": met}
 
-    # incidents: counted in and stored
-    sent = [r for r in records if r.kind == "incident"]
-    created = {r.incident[0]: r for r in sent if r.status == 201}
-    out["intake_other"] = Counter(r.status for r in sent if r.status != 201)
-    rows = db["incidents"]
+
+def _static_code_mismatches(current: dict) -> set[str]:
+    """The code rule on the committed units themselves, whatever any answer says."""
+    return {f"grid {v.code} in community {current[v.community_id].code}"
+            for v in current.values() if v.level == "grid" and v.community_id in current
+            and not v.code.startswith(current[v.community_id].code)}
+
+
+def _intake_checks(sent: list[Record], created: dict, rows: list) -> dict:
+    """Incidents counted in and stored: none lost, none stored twice, none stored without a 201."""
     by_ext = Counter(row[1] for row in rows)
     by_marker = Counter(row[2] for row in rows)
-    out["sent"], out["created"], out["stored_rows"] = len(sent), len(created), len(rows)
-    out["lost"] = sorted(set(created) - set(by_ext))
-    out["twice"] = [e for e, n in by_ext.items() if n > 1] + [m for m, n in by_marker.items() if n > 1]
-    out["unanswered_stored"] = sorted(set(by_ext) - set(created))
-    # incidents: assigned to the units valid when reported
+    return {"intake_other": Counter(r.status for r in sent if r.status != 201),
+            "sent": len(sent), "created": len(created), "stored_rows": len(rows),
+            "lost": sorted(set(created) - set(by_ext)),
+            "twice": [e for e, n in by_ext.items() if n > 1] + [m for m, n in by_marker.items() if n > 1],
+            "unanswered_stored": sorted(set(by_ext) - set(created))}
+
+
+def _units_at_intake(rows: list, event_rows: list, created: dict, by_unit: dict) -> dict:
+    """Incidents assigned to the units valid when reported (re-assignment events undone), the
+    units their 201 named, and their grid against the one PostGIS finds."""
     events = defaultdict(list)
-    for incident_id, data in db["events"]:
+    for incident_id, data in event_rows:
         events[incident_id].append(data)
     invalid, wrong_grid, mismatch, moved = [], [], [], 0
     for row in rows:
         iid, ext, _, state, reported_at = row[:5]
-        chain = dict(zip(LEVELS, row[5:11]))
+        chain = dict(zip(LEVELS, row[5:11], strict=True))
         for data in reversed(events.get(iid, [])):  # undo re-assignments: the units at intake
             moved += 1
             chain.update(data.get("from", {}))
@@ -595,17 +620,18 @@ def check_run(result: dict, seconds: float) -> dict:
                 invalid.append((row[0], ext, reported_at, lv, uid))
         if chain["grid"] != row[11]:
             wrong_grid.append((row, chain["grid"]))
-    out.update(invalid=invalid, wrong_grid=wrong_grid, mismatch=mismatch, moved=moved)
-    # incidents: none open on a retired unit
+    return {"invalid": invalid, "wrong_grid": wrong_grid, "mismatch": mismatch, "moved": moved}
+
+
+def _retired(open_rows: list, current: dict) -> list[tuple]:
+    """Open incidents left on a unit a commit closed (the first such unit of each)."""
     retired = []
-    for row in db["open"]:
-        for lv, uid in zip(LEVELS, row[3:9]):
+    for row in open_rows:
+        for lv, uid in zip(LEVELS, row[3:9], strict=True):
             if uid is not None and uid not in current:
                 retired.append((row[0], row[1], row[2], lv, uid))
                 break
-    out["retired"] = retired
-    out["retired_bench"] = [x for x in retired if x[1] in by_ext]
-    return out
+    return retired
 
 
 def figures(records: list[Record], span: float) -> tuple:
@@ -618,7 +644,8 @@ def by_window(run: dict, kind: str | None, windows: list[tuple[float, float]]) -
     """A run's answers of one kind (None: all), sent inside the windows and outside them."""
     rs = [r for k in ([kind] if kind else KINDS) for r in run["records_by_kind"][k]]
     inside = [any(a <= r.t0 - run["start"] < b for a, b in windows) for r in rs]
-    return [r for r, i in zip(rs, inside) if i], [r for r, i in zip(rs, inside) if not i]
+    return ([r for r, i in zip(rs, inside, strict=True) if i],
+            [r for r, i in zip(rs, inside, strict=True) if not i])
 
 
 def latency_table(runs: list[dict], windows: list[tuple[float, float]], seconds: float) -> None:
@@ -737,15 +764,16 @@ def report(checks: dict, result: dict) -> bool:
           for r, _, c in checks["stale"][:5]])
     codes, static = checks["code_bad"], checks["code_static"]
     answered_only = sorted(set(codes) - static)
-    line(not codes and not static, f"codes: {sum(codes.values()):,} located points whose grid code does not start with their "
-         f"community's code ({len(codes)} distinct grids); {len(answered_only)} of them are not so in the "
+    line(not codes and not static, f"codes: {sum(codes.values()):,} located points whose grid code does not start "
+         f"with their community's code ({len(codes)} distinct grids); {len(answered_only)} of them are not so in the "
          f"committed units, which hold {len(static)} such grids after the run",
          [f"committed: {c}" for c in sorted(static)[:3]] + [f"answered only: {c}" for c in answered_only[:3]])
     line(not checks["invalid"], f"incidents whose units at intake were not current at reported_at: "
          f"{len(checks['invalid'])}", _incident_lines(checks["invalid"], result))
     line(not checks["wrong_grid"], f"incidents whose grid at intake is not the grid holding the point at "
          f"reported_at (PostGIS ST_Covers, else the nearest within 1 cm): {len(checks['wrong_grid'])}",
-         [f"incident {row[0]} {row[1]}: grid {g} at intake, {row[11]} in PostGIS" for row, g in checks["wrong_grid"][:3]])
+         [f"incident {row[0]} {row[1]}: grid {g} at intake, {row[11]} in PostGIS"
+          for row, g in checks["wrong_grid"][:3]])
     line(not checks["retired"], f"open incidents left on a unit a commit closed: {len(checks['retired'])} "
          f"({len(checks['retired_bench'])} from this run's intake); re-assignment events on this run's "
          f"incidents: {checks['moved']}", _incident_lines(checks["retired"], result))
@@ -828,7 +856,7 @@ def main() -> None:
         commit_effect(checks, windows, args.seconds)
         timeline(checks, args.seconds)
         print()
-        for r, c in zip(runs, checks):
+        for r, c in zip(runs, checks, strict=True):
             answers = sum(len(v) for v in c["records_by_kind"].values())
             client, server = r["cpu"]
             print(f"CPU [{r['label']}]: clients {client:.0f} s, server workers {server:.0f} s "
@@ -836,7 +864,7 @@ def main() -> None:
                   f"on 2 cores (PostgreSQL and other users not counted)")
         print()
         ok = True
-        for c, r in zip(checks, runs):
+        for c, r in zip(checks, runs, strict=True):
             ok &= report(c, r)
     print("\nALL PASS" if ok else "\nSOME CHECKS FAILED")
     sys.exit(0 if ok else 1)

@@ -1,4 +1,4 @@
-"""Split planner (geo.partition.split) against spopt's max-p heuristic on the same instances.
+"""Split planner (geo.planning.search.split) against spopt's max-p heuristic on the same instances.
 
 Run with `make bench-split` (installs the `bench` extra: spopt, libpysal), or directly:
 
@@ -21,7 +21,7 @@ same problem: the atoms our split built (compounds, open blocks, and buildings o
 compounds, with their territories) are its areal units, rook contiguity of the territories,
 households as the spatially extensive attribute, threshold = the band floor, territory centroids
 as the attributes to keep regions homogeneous (compact). Its regions are unioned into polygons.
-Both plans are judged by geo.plan_quality.measure from geometry alone. spopt's time covers the
+Both plans are judged by geo.planning.quality.measure from geometry alone. spopt's time covers the
 weights and the solve only (it gets the atoms for free); ours covers everything from raw features.
 max-p runs with seeds 0-2 (its time swings widely with the seed): median time, best of the three plans.
 """
@@ -133,30 +133,64 @@ def urban_village(seed: int = 2026) -> Instance:
     of 2-4 households. Lanes are the lattice edges, except inside the two estates; the
     compounds share their edges exactly and tile the outline."""
     rng = np.random.default_rng(seed)
-    nx, ny, cw, ch = 18, 14, 38.0, 36.0
-    gx, gy = np.meshgrid(np.arange(nx + 1) * cw, np.arange(ny + 1) * ch, indexing="ij")
-    gx = gx + rng.uniform(-3.5, 3.5, gx.shape)
-    gy = gy + rng.uniform(-3.5, 3.5, gy.shape)
-
-    def node(i, j):
-        return (round(float(gx[i, j]), 3), round(float(gy[i, j]), 3))
-
-    alive = {(i, j) for i in range(nx) for j in range(ny) if i + (ny - 1 - j) >= 3}  # NW corner cut
-    cells = {(i, j): Polygon([node(i, j), node(i + 1, j), node(i + 1, j + 1), node(i, j + 1)]) for (i, j) in alive}
-
-    group: dict[tuple[int, int], str] = {}
+    lattice = Lattice.jittered(rng, nx=18, ny=14, cw=38.0, ch=36.0)
+    alive = {(i, j) for i in range(lattice.nx) for j in range(lattice.ny)
+             if i + (lattice.ny - 1 - j) >= 3}  # NW corner cut
+    cells = {(i, j): Polygon(lattice.corners(i, j)) for (i, j) in alive}
     estates = {"E1": [(i, j) for i in range(2, 8) for j in range(1, 5)],
                "E2": [(i, j) for i in range(11, 15) for j in range(8, 12)]}
+    empty = {(9, 3): "school", (15, 2): "market", (6, 10): "pond"}
+
+    group = _village_groups(rng, lattice, alive, estates, empty)
+    roads = _village_lanes(lattice, alive, group, estates)
+    buildings = _village_buildings(rng, lattice, cells, group, set(empty.values()))
+    compounds = _village_compounds(cells, group, buildings)
+    outline = shapely.coverage_union_all([cells[c] for c in sorted(alive)])
+    blds = [b for key in sorted(buildings) for b in buildings[key]]
+    return Instance("urban village (synthetic)", outline, compounds, blds, roads,
+                    info={"cells": len(alive), "lanes_m": round(sum(r.length for r in roads))})
+
+
+@dataclass
+class Lattice:
+    """nx x ny cells of about cw x ch m; gx, gy: the (jittered) x and y of corner (i, j)."""
+    nx: int
+    ny: int
+    cw: float
+    ch: float
+    gx: np.ndarray
+    gy: np.ndarray
+
+    @classmethod
+    def jittered(cls, rng: np.random.Generator, nx: int, ny: int, cw: float, ch: float,
+                 jitter: float = 3.5) -> Lattice:
+        gx, gy = np.meshgrid(np.arange(nx + 1) * cw, np.arange(ny + 1) * ch, indexing="ij")
+        gx = gx + rng.uniform(-jitter, jitter, gx.shape)
+        gy = gy + rng.uniform(-jitter, jitter, gy.shape)
+        return cls(nx, ny, cw, ch, gx, gy)
+
+    def node(self, i: int, j: int) -> tuple[float, float]:
+        return (round(float(self.gx[i, j]), 3), round(float(self.gy[i, j]), 3))
+
+    def corners(self, i: int, j: int) -> list[tuple[float, float]]:
+        """Cell (i, j)'s corners, counter-clockwise from its lower left."""
+        return [self.node(i, j), self.node(i + 1, j), self.node(i + 1, j + 1), self.node(i, j + 1)]
+
+
+def _village_groups(rng: np.random.Generator, lattice: Lattice, alive: set, estates: dict[str, list],
+                    empty: dict[tuple[int, int], str]) -> dict[tuple[int, int], str]:
+    """The compound of every cell: the estates' cells and the empty cells as given; along each
+    row, the other cells in runs of 1-3 (open blocks), named C001, C002, ..."""
+    group: dict[tuple[int, int], str] = {}
     for key, members in estates.items():
         for cell in members:
             group[cell] = key
-    empty = {(9, 3): "school", (15, 2): "market", (6, 10): "pond"}
     for cell, key in empty.items():
         group[cell] = key
     n = 0
-    for j in range(ny):
+    for j in range(lattice.ny):
         i = 0
-        while i < nx:
+        while i < lattice.nx:
             if (i, j) not in alive or (i, j) in group:
                 i += 1
                 continue
@@ -167,40 +201,47 @@ def urban_village(seed: int = 2026) -> Instance:
                 group[(i + taken, j)] = f"C{n:03d}"
                 taken += 1
             i += taken
+    return group
 
-    # lanes: lattice edges, except those between two cells of the same estate
+
+def _village_lanes(lattice: Lattice, alive: set, group: dict, estates: dict) -> list:
+    """Lanes: lattice edges, except those between two cells of the same estate."""
     segments = []
-    for i in range(nx + 1):
-        for j in range(ny):
+    for i in range(lattice.nx + 1):
+        for j in range(lattice.ny):
             left, right = (i - 1, j), (i, j)
             if left not in alive and right not in alive:
                 continue
             if group.get(left) in estates and group.get(left) == group.get(right):
                 continue
-            segments.append(LineString([node(i, j), node(i, j + 1)]))
-    for j in range(ny + 1):
-        for i in range(nx):
+            segments.append(LineString([lattice.node(i, j), lattice.node(i, j + 1)]))
+    for j in range(lattice.ny + 1):
+        for i in range(lattice.nx):
             below, above = (i, j - 1), (i, j)
             if below not in alive and above not in alive:
                 continue
             if group.get(below) in estates and group.get(below) == group.get(above):
                 continue
-            segments.append(LineString([node(i, j), node(i + 1, j)]))
+            segments.append(LineString([lattice.node(i, j), lattice.node(i + 1, j)]))
     merged = shapely.line_merge(shapely.union_all(segments))
-    roads = list(shapely.get_parts(merged))
+    return list(shapely.get_parts(merged))
 
-    # buildings: a small sub-lattice inside each cell (bilinear in the cell's corners)
+
+def _village_buildings(rng: np.random.Generator, lattice: Lattice, cells: dict, group: dict,
+                       empty: set[str]) -> dict[str, list[Feature]]:
+    """Buildings per compound: a small sub-lattice inside each cell (bilinear in the cell's
+    corners), none in the empty cells."""
     buildings: dict[str, list[Feature]] = {}
-    for (i, j) in sorted(alive):
+    for (i, j) in sorted(cells):
         key = group[(i, j)]
-        if key in empty.values():
+        if key in empty:
             continue
-        corners = np.array([node(i, j), node(i + 1, j), node(i + 1, j + 1), node(i, j + 1)])
+        corners = np.array(lattice.corners(i, j))
         inner = cells[(i, j)].buffer(-2.5, join_style="mitre")
         bx = int(rng.choice([3, 3, 4]))
         by = int(rng.choice([2, 2, 3, 3]))
-        w = (cw - 5) / bx - 2.2
-        h = (ch - 5) / by - 2.2
+        w = (lattice.cw - 5) / bx - 2.2
+        h = (lattice.ch - 5) / by - 2.2
         for a in range(bx):
             for b in range(by):
                 u = 0.07 + 0.86 * (a + 0.5) / bx
@@ -214,20 +255,21 @@ def urban_village(seed: int = 2026) -> Instance:
                     continue
                 seq = len(buildings.setdefault(key, [])) + 1
                 buildings[key].append(Feature(f"V-{key}-B{seq:03d}", geom, int(rng.integers(2, 5)), f"V-{key}"))
+    return buildings
 
+
+def _village_compounds(cells: dict, group: dict, buildings: dict[str, list[Feature]]) -> list[Feature]:
+    """One compound per group: the union of its cells, with its buildings' households."""
     by_group: dict[str, list] = {}
     for cell, key in group.items():
-        if cell in alive:
+        if cell in cells:
             by_group.setdefault(key, []).append(cells[cell])
     compounds = []
     for key in sorted(by_group):
         geom = shapely.coverage_union_all(by_group[key])
         hh = sum(b.households for b in buildings.get(key, []))
         compounds.append(Feature(f"V-{key}", geom, hh))
-    outline = shapely.coverage_union_all([cells[c] for c in sorted(alive)])
-    blds = [b for key in sorted(buildings) for b in buildings[key]]
-    return Instance("urban village (synthetic)", outline, compounds, blds, roads,
-                    info={"cells": len(alive), "lanes_m": round(sum(r.length for r in roads))})
+    return compounds
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +330,7 @@ def osm_instance() -> Instance:
     outline = gcrs.transform(np.array([box(*OSM_BBOX)], dtype=object), gcrs.WGS84, metric)[0]
 
     buildings, skipped, guessed_floors, from_height = [], [], 0, 0
-    for key, geom in zip(ids, geoms):
+    for key, geom in zip(ids, geoms, strict=True):
         p = props[key]
         geom = shapely.intersection(geom, outline)
         geom = shapely.make_valid(geom)
@@ -447,7 +489,8 @@ def cells(row: Row, base: float | None) -> list[str]:
 def table(rows: list[Row], first: str | None = None) -> str:
     cols = ([first] if first else []) + COLUMNS
     text = 2 if first else 1
-    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if i < text else "---:" for i in range(len(cols))) + "|"]
+    out = ["| " + " | ".join(cols) + " |",
+           "|" + "|".join("---" if i < text else "---:" for i in range(len(cols))) + "|"]
     base = {r.instance: r.seconds for r in rows if r.method.startswith("spopt")}
     for r in rows:
         out.append("| " + " | ".join(([r.instance] if first else []) + cells(r, base.get(r.instance))) + " |")
@@ -568,9 +611,9 @@ def revision() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "geo/partition.py"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "geo/planning"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
-        return f"commit {head}" + (" with uncommitted changes to geo/partition.py" if dirty else "")
+        return f"commit {head}" + (" with uncommitted changes to geo/planning/" if dirty else "")
     except Exception:
         return "revision unknown"
 
@@ -582,19 +625,18 @@ def report(results) -> str:
          f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}; every run is single-threaded "
          "(METIS, shapely and spopt each use one core). Band: grids of 300-500 households.",
          "",
-         "Both methods solve the same problem. Our split builds its atoms (compounds up to 500 households, "
-         "open blocks cut by roads, and the buildings of bigger compounds with their territories), partitions "
-         "them and refines the result. spopt's `MaxPHeuristic` then gets those same atoms as areal units, with "
-         "rook contiguity, households as the threshold attribute (floor 300), and territory centroids as the "
-         "attributes to keep regions compact. Its regions are unioned into polygons. `plan_quality.measure` "
-         "judges both plans from geometry alone. Our time is the best of 3 runs and includes building the "
-         "atoms. spopt's time covers the weights and the solve. max-p's run time swings widely with its random "
-         "seed (0.14 s to 13.9 s on one community), so it runs with seeds 0, 1 and 2. The table shows the "
-         "median time, with the fastest and slowest in brackets, and the best of the three plans (fewest "
-         "parts outside the band, then the smallest deviation). \"time / spopt\" is our time divided by "
-         "spopt's median on the same instance, in the same process. GerryChain's recursive_tree_part was not "
-         "run. max-p has no ceiling: it maximises "
-         "the number of regions above the floor, so its regions can run past 500.",
+         "Both methods solve the same problem. Our split builds its atoms (compounds up to 500 households, open "
+         "blocks cut by roads, and the buildings of bigger compounds with their territories), partitions them and "
+         "refines the result. spopt's `MaxPHeuristic` then gets those same atoms as areal units, with rook "
+         "contiguity, households as the threshold attribute (floor 300), and territory centroids as the attributes to "
+         "keep regions compact. Its regions are unioned into polygons. `geo.planning.quality.measure` judges both "
+         "plans from geometry alone. Our time is the best of 3 runs and includes building the atoms. spopt's time "
+         "covers the weights and the solve. max-p's run time swings widely with its random seed (0.14 s to 13.9 s on "
+         "one community), so it runs with seeds 0, 1 and 2. The table shows the median time, with the fastest and "
+         "slowest in brackets, and the best of the three plans (fewest parts outside the band, then the smallest "
+         "deviation). \"time / spopt\" is our time divided by spopt's median on the same instance, in the same "
+         "process. GerryChain's recursive_tree_part was not run. max-p has no ceiling: it maximises the number of "
+         "regions above the floor, so its regions can run past 500.",
          "",
          "Columns: parts; parts in the band; max dev = households outside the band in the worst part; "
          "cmpd split = compounds below the band floor cut by a boundary (compounds of 300-500 that were "
@@ -698,7 +740,8 @@ def report(results) -> str:
                        "of gaps, spread along 7.7 km of outline edges. That is under a millimetre wide, but "
                        "the check's limit is 1 m² whatever the area's size")
         if why:
-            L += ["Why targets are missed here (seen on this run's atoms and parts):", ""] + [f"- {w}." for w in why] + [""]
+            L += (["Why targets are missed here (seen on this run's atoms and parts):", ""]
+                  + [f"- {w}." for w in why] + [""])
     return "\n".join(L)
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_stats.py [--incidents 1000000]
 
 The sample district is loaded into a database of its own (kept between runs), a year of
-realistic incidents is generated (geo.incident_sample: categories, daily rhythm, hot spots) and
+realistic incidents is generated (geo.incidents.sample: categories, daily rhythm, hot spots) and
 assigned to their units in bulk, then `GET /stats`'s query (geo/db/stats.py) is timed per
 grid, community and street. Baseline in the same run: the same numbers from pandas groupby on
 the incidents already in memory (reading them is not counted). Target: < 1 s.
@@ -83,7 +83,8 @@ def main() -> None:
             conn.commit()
             print(f"generated and stored {args.incidents:,} incidents in {time.perf_counter() - t:.0f} s")
         else:
-            start, end = conn.execute("SELECT min(reported_at), max(reported_at) + interval '1 second' FROM incident").fetchone()
+            start, end = conn.execute(
+                "SELECT min(reported_at), max(reported_at) + interval '1 second' FROM incident").fetchone()
             print(f"reusing {have:,} incidents")
         rows = conn.execute(
             "SELECT grid_id, community_id, street_id, state, category, reported_at, deadline, resolved_at, "

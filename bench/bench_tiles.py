@@ -62,7 +62,7 @@ def city(base: str, name: str, path: Path, grids: int) -> str:
 
 def pick_tiles(x: np.ndarray, y: np.ndarray, z: int, n: int) -> list[tuple[int, int, int]]:
     seen: dict[tuple[int, int, int], None] = {}
-    for lon, lat in zip(x, y):
+    for lon, lat in zip(x, y, strict=True):
         seen.setdefault((z, *tiles.tile_at(float(lon), float(lat), z)), None)
         if len(seen) == n:
             break

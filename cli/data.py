@@ -12,8 +12,8 @@ from cli.common import config, console, errors, me, progress
 
 
 def init(
-    sample: Path = typer.Option(None, help="District GeoPackage to load when the database is empty "
-                                "(default: data/boundaries/sample-district.gpkg)"),
+    sample: Path | None = typer.Option(None, help="District GeoPackage to load when the database is empty "
+                                       "(default: data/boundaries/sample-district.gpkg)"),
     no_sample: bool = typer.Option(False, "--no-sample", help="Do not load the sample district."),
 ) -> None:
     """Create the schema and load the sample district if the database holds no units."""
@@ -85,7 +85,7 @@ def load(
 def export(
     level: str = typer.Option(..., "--level", "-l"),
     fmt: str = typer.Option("gpkg", "--format", "-f", help="geojson, gpkg or shp"),
-    output: Path = typer.Option(None, "--output", "-o", help="File to write (default: <level>.<format>)"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: <level>.<format>)"),
     as_of: str | None = typer.Option(None, "--as-of", help="The boundaries valid at this time "
                                         "(ISO 8601; without a zone, Asia/Shanghai)"),
 ) -> None:

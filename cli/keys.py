@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import typer
 from rich.console import Console
@@ -40,7 +41,7 @@ def keys_list(active: bool = typer.Option(False, "--active", help="Only keys not
         keys = stored.all_keys(conn, include_revoked=not active)
     table = Table("id", "prefix", "name", "role", "created", "by", "last used", "revoked")
 
-    def when(value) -> str:
+    def when(value: datetime | None) -> str:
         return f"{value:%Y-%m-%d %H:%M}" if value else ""
 
     for k in keys:
@@ -88,7 +89,7 @@ def audit_log(
 
     table = Table("id", "at", "actor", "action", "subject", "before → after")
 
-    def short(value) -> str:
+    def short(value: object) -> str:
         return "" if value is None else json.dumps(value, ensure_ascii=False, default=str)[:80]
 
     for r in rows:

@@ -108,7 +108,7 @@ def plan_show(plan_id: int) -> None:
 
 
 @app.command("export")
-def plan_export(plan_id: int, output: Path = typer.Option(None, "--output", "-o")) -> None:
+def plan_export(plan_id: int, output: Path | None = typer.Option(None, "--output", "-o")) -> None:
     """Write the plan's proposed units as GeoJSON (to edit in QGIS and upload again)."""
     from geo.db.connection import connect
     from geo.usecases import plans

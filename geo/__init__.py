@@ -1,13 +1,16 @@
-"""gridmap's core: the domain (unit levels, codes), spatial algorithms and database access.
+"""gridmap's core: everything that is not HTTP, pages or the command line.
 
-Modules:
-    levels      the nested unit levels and which level lies inside which
-    codes       the hierarchical unit codes (statistical division codes, grid codes)
-    crs         coordinate systems users hand us, and reprojection to WGS84
-    geometry    geometry checks and repairs applied before anything is stored
-    store       the versioned unit store (reads "as of" a time, boundary changes, lineage)
-    files       reading unit files (GeoJSON, GeoPackage, Shapefile) and writing exports
-    sample      the generator of realistic sample districts
-    db          connections, migrations and the embedded PostGIS cluster
-    cli         the `gridmap` command
+From the bottom up (a module imports only what stands below it; docs/architecture.md):
+
+    errors.py, times.py   the kinds of error people read; times as users type them
+    coords/               coordinate systems, GCJ-02 and BD-09, positions and boxes clients send
+    units/                the levels (one table), codes, geometry checks, the unit model, containment
+    locate/, security/    the in-memory point index; identities, roles, keys, masking
+    planning/, incidents/, files/, sample/, tiles/
+                          the planner, the incident rules, unit files, generated districts, tile maths
+    settings.py           every setting, read once
+    db/                   the SQL layer: the only place SQL lives
+    usecases/             what people do: each owns its transaction and writes its audit row
+
+Nothing below settings.py talks to a database or reads a setting: it takes values as arguments.
 """

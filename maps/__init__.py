@@ -1,4 +1,2 @@
-"""Interactive Leaflet maps (folium) for planners and dispatchers.
-
-The maps arrive with the maps issue; this package is where they will be built.
-"""
+"""The maps as pages: Leaflet (through folium) for planners and dispatchers, every asset served
+by the app. A page is given its data and its URLs by its route (api/routes/maps.py)."""

@@ -15,10 +15,12 @@ import html
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 import folium
-from branca.element import MacroElement, Template
+from branca.element import Figure, MacroElement
 from folium.elements import JSCSSMixin
+from jinja2 import Template  # what branca.element uses (and does not re-export)
 
 from maps import basemaps
 
@@ -52,7 +54,7 @@ def own_asset(name: str) -> str:
     return f"{STATIC}/gridmap/{name}?v={asset_version()}"
 
 
-def json_for_script(data) -> str:
+def json_for_script(data: object) -> str:
     """JSON safe inside a <script> element: `<` only occurs inside JSON strings, where \\u003c
     means the same, so no `</script>` or `<!--` can end the element early."""
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"),
@@ -77,8 +79,9 @@ gridmap.start({{ this.kind|tojson }}, {
 {% endmacro %}
 """)
 
-    def __init__(self, kind: str, control, bases: dict, config: dict, data, plugins: tuple[str, ...]):
-        super().__init__()
+    def __init__(self, kind: str, control: folium.LayerControl, bases: dict[str, folium.TileLayer],
+                 config: dict[str, Any], data: object, plugins: tuple[str, ...]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # branca's MacroElement.__init__ is unannotated
         self._name = "GridmapApp"
         self.kind = kind
         self.control = control
@@ -91,7 +94,7 @@ gridmap.start({{ this.kind|tojson }}, {
             ("gridmap_css", own_asset("gridmap.css"))]
 
 
-def render(kind: str, title: str, config: dict, *, data=None, plugins: tuple[str, ...] = (),
+def render(kind: str, title: str, config: dict[str, Any], *, data: object = None, plugins: tuple[str, ...] = (),
            base: str | None = None, center: tuple[float, float] = (30.55, 114.30)) -> str:
     """The whole HTML page of one map."""
     # quarter zoom steps let a district or a plan fill the screen
@@ -100,17 +103,18 @@ def render(kind: str, title: str, config: dict, *, data=None, plugins: tuple[str
     m.default_js = LEAFLET_JS
     m.default_css = LEAFLET_CSS
     chosen = basemaps.choose(base)
-    bases = {}
+    bases: dict[str, folium.TileLayer] = {}
     for b in basemaps.BASEMAPS:
         layer = folium.TileLayer(b.url, attr=b.attribution, name=b.name, subdomains=b.subdomains,
                                  max_zoom=b.max_zoom, max_native_zoom=b.max_native_zoom, show=b is chosen,
                                  datum=b.datum, base_key=b.key)
         layer.add_to(m)
         bases[b.key] = layer
-    control = folium.LayerControl(position="topright", collapsed=False).add_to(m)
+    control = folium.LayerControl(position="topright", collapsed=False)
+    control.add_to(m)
     config = {"kind": kind, "title": title, "base": chosen.key, "datum": chosen.datum, **config}
     App(kind, control, bases, config, data, plugins).add_to(m)
-    root = m.get_root()
+    root = cast(Figure, m.get_root())  # a map's root is the Figure it creates
     root.title = title
     return root.render()
 

@@ -48,10 +48,13 @@ def index_page(plans: list[dict[str, Any]], links: dict[str, str], with_plans: b
         for p in rows)
     table = (f"<table><tr><th>方案 Plan</th><th>类型 Kind</th><th>层级 Level</th><th>状态 Status</th>"
              f"<th>单元 Parts</th><th>目标 Targets</th><th>创建 Created</th></tr>{items}</table>"
-             if rows else "<p>还没有方案 No plans yet: <code>POST /plans/split</code> or <code>gridmap plan split</code>.</p>")
+             if rows else
+             "<p>还没有方案 No plans yet: <code>POST /plans/split</code> or <code>gridmap plan split</code>.</p>")
     body = ("<h1>网格地图 gridmap maps</h1><ul>"
-            f"<li><a href='{links['overview']}'>总览 Overview</a> — 各级单元、户数与标准、搜索 every level, households against the band, search</li>"
+            f"<li><a href='{links['overview']}'>总览 Overview</a> — 各级单元、户数与标准、搜索 "
+            "every level, households against the band, search</li>"
             f"<li><a href='{links['overview']}?base=amap'>总览（高德底图）Overview on Amap</a></li>"
-            f"<li><a href='{links['dispatch']}'>事件调度 Dispatch</a> — 事件、热力图、网格统计 incidents, heat map, per-grid counts</li>"
+            f"<li><a href='{links['dispatch']}'>事件调度 Dispatch</a> — 事件、热力图、网格统计 "
+            "incidents, heat map, per-grid counts</li>"
             "</ul>" + (f"<h2>规划方案 Plans</h2>{table}" if with_plans else ""))
     return page.simple_page("网格地图 gridmap maps", body)

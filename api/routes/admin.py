@@ -16,7 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import security
-from api.deps import AdminCaller, Conn, ReadCaller, time_of
+from api.deps import AdminCaller, Conn, ReadCaller, encoded, encoded_rows, time_of
 from geo.db import audit, keys
 from geo.security.identity import PERMISSIONS, ROLES
 from geo.usecases import keys as key_work
@@ -33,13 +33,13 @@ class KeyIn(BaseModel):
 @router.post("/keys", status_code=201, summary="Create an API key (shown once)")
 def create_key(body: KeyIn, conn: Conn, who: AdminCaller) -> dict[str, Any]:
     record, key = key_work.create_key(conn, body.role, body.name, who)
-    return jsonable_encoder(record | {"key": key})  # type: ignore[no-any-return]
+    return encoded(record | {"key": key})
 
 
 @router.get("/keys", summary="The API keys (no secrets)")
 def list_keys(conn: Conn, who: AdminCaller,
               active: Annotated[bool, Query(description="only keys not revoked")] = False) -> list[dict[str, Any]]:
-    return jsonable_encoder(keys.all_keys(conn, include_revoked=not active))  # type: ignore[no-any-return]
+    return encoded_rows(keys.all_keys(conn, include_revoked=not active))
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key (refused at once by this worker, "
@@ -47,7 +47,7 @@ def list_keys(conn: Conn, who: AdminCaller,
 def revoke_key(key_id: int, conn: Conn, who: AdminCaller) -> dict[str, Any]:
     record = key_work.revoke_key(conn, key_id, who)
     security.forget_key(key_id)
-    return jsonable_encoder(record)  # type: ignore[no-any-return]
+    return encoded(record)
 
 
 @router.get("/audit", summary="The audit log, newest first")

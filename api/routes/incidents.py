@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Conn, DispatchCaller, ReadCaller, ReportCaller, SpareConn, time_of
+from api.deps import Conn, DispatchCaller, ReadCaller, ReportCaller, SpareConn, encoded, encoded_rows, time_of
 from api.security import require
 from geo.db import incidents, stats, workers
 from geo.errors import InvalidInput
@@ -67,7 +67,7 @@ def report(body: ReportIn, conn: Conn, who: ReportCaller) -> JSONResponse:
 
 @router.get("/incidents/{incident_id}", summary="One incident with its units, worker and history")
 def get_incident(incident_id: int, conn: Conn, who: ReadCaller) -> dict[str, Any]:
-    return jsonable_encoder(incidents.get(conn, incident_id, viewer=who))  # type: ignore[no-any-return]
+    return encoded(incidents.get(conn, incident_id, viewer=who))
 
 
 @router.get("/incidents", summary="Incidents, newest first")
@@ -91,19 +91,18 @@ def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) 
     with conn.transaction():
         incident = intake.transition(conn, incident_id, body.to, expected_version=body.version,
                                      actor=body.actor, note=body.note, worker_id=body.worker_id, who=who)
-    return jsonable_encoder(incident)  # type: ignore[no-any-return]
+    return encoded(incident)
 
 
 @router.post("/workers", status_code=201, summary="Attach a worker to a grid, community or neighbourhood")
 def add_worker(body: WorkerIn, conn: Conn, who: DispatchCaller) -> dict[str, Any]:
     with conn.transaction():
-        return jsonable_encoder(intake.add_worker(conn, body.name, body.role, body.unit_id, body.phone,  # type: ignore[no-any-return]
-                                                  who=who))
+        return encoded(intake.add_worker(conn, body.name, body.role, body.unit_id, body.phone, who=who))
 
 
 @router.get("/workers", summary="Workers attached to a unit")
 def list_workers(unit_id: int, conn: Conn, who: ReadCaller) -> list[dict[str, Any]]:
-    return jsonable_encoder(workers.of_unit(conn, unit_id, viewer=who))  # type: ignore[no-any-return]
+    return encoded_rows(workers.of_unit(conn, unit_id, viewer=who))
 
 
 @router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve")
@@ -119,4 +118,4 @@ def incident_stats(
     if start is None or end is None:
         raise InvalidInput("give both 'from' and 'to' as ISO 8601 times, e.g. from=2026-01-01&to=2026-02-01")
     # medians run in parallel on the spare connection, when one was free
-    return jsonable_encoder(stats.incident_stats(conn, lv, start, end, median_conn=spare))  # type: ignore[no-any-return]
+    return encoded(stats.incident_stats(conn, lv, start, end, median_conn=spare))

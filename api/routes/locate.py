@@ -31,6 +31,7 @@ router = APIRouter(tags=["locate"], dependencies=[require("read")])
 MAX_POINTS = 100_000
 MAX_BODY = 20 * 1024 * 1024
 MAX_NEAR_M = 500
+BODY_TOO_LARGE = f"request body over {MAX_BODY // (1024 * 1024)} MB: send at most {MAX_POINTS:,} points a request"
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -94,7 +95,8 @@ def _unit(index: Locator, level: str, i: int) -> dict[str, Any] | None:
 async def locate_one(
     lon: Annotated[float, Query(description="longitude (or x in a projected CRS)")],
     lat: Annotated[float, Query(description="latitude (or y in a projected CRS)")],
-    crs: Annotated[str, Query(description="wgs84, gcj02 (WeChat, Amap), bd09 (Baidu), cgcs2000 or EPSG:nnnn")] = "wgs84",
+    crs: Annotated[str, Query(description="wgs84, gcj02 (WeChat, Amap), bd09 (Baidu), cgcs2000 "
+                                          "or EPSG:nnnn")] = "wgs84",
     as_of: Annotated[str | None, Query(description="answer with the boundaries valid at this time (ISO 8601)")] = None,
     levels_: Annotated[str | None, Query(alias="levels", description="comma-separated levels to return")] = None,
     near: Annotated[float, Query(ge=0, le=MAX_NEAR_M, description="radius (m) for other grids nearby")] = 20.0,
@@ -156,7 +158,7 @@ async def _answer_one(lon: float, lat: float, crs: str, as_of: str | None, level
 
 def _parse_points(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
     if len(raw) > MAX_BODY:
-        raise TooLarge(f"request body over {MAX_BODY // (1024 * 1024)} MB: send at most {MAX_POINTS:,} points a request")
+        raise TooLarge(BODY_TOO_LARGE)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -165,7 +167,7 @@ def _parse_points(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
         features = data.get("features")
         if not isinstance(features, list):
             raise InvalidInput("FeatureCollection has no features list")
-        points = []
+        points: list[Any] = []
         for i, feature in enumerate(features):
             geom = (feature or {}).get("geometry") if isinstance(feature, dict) else None
             if not isinstance(geom, dict) or geom.get("type") != "Point":
@@ -211,12 +213,13 @@ async def locate_many(
     every unit mentioned (omit with units=false)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise TooLarge(f"request body over {MAX_BODY // (1024 * 1024)} MB: send at most {MAX_POINTS:,} points a request")
-    chunks, size = [], 0
+        raise TooLarge(BODY_TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            raise TooLarge(f"request body over {MAX_BODY // (1024 * 1024)} MB: send at most {MAX_POINTS:,} points a request")
+            raise TooLarge(BODY_TOO_LARGE)
         chunks.append(chunk)
     return await run_in_threadpool(_parse_and_answer, b"".join(chunks), crs, as_of, levels_, near, units)
 
@@ -242,13 +245,13 @@ def _answer_many(x: np.ndarray, y: np.ndarray, crs: str, as_of: str | None, leve
         unit_ids = index.units[level].ids
         idx = found[level]
         as_id = unit_ids[np.maximum(idx, 0)] if len(unit_ids) else np.zeros(m, dtype=np.int64)
-        columns.append([None if i < 0 else v for i, v in zip(idx.tolist(), as_id.tolist())])
+        columns.append([None if i < 0 else v for i, v in zip(idx.tolist(), as_id.tolist(), strict=True)])
     dist = np.round(distance, 3)
     columns.append([None if d != d else d for d in dist.tolist()])
     grid_ids = index.units["grid"].ids.tolist()
     columns.append([[grid_ids[j] for j in near_j] if near_j else [] for near_j in near_idx])
     keys = ("inside", *wanted, "grid_boundary_distance_m", "near_grids")
-    results = [dict(zip(keys, row)) for row in zip(*columns)]
+    results = [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
     body = {"count": m, "crs": source, "as_of": when, "near_radius_m": near, "results": results}
     if with_units:
         units = {}

@@ -35,7 +35,7 @@ button {{ margin-top: 1rem; padding: .5rem 1.2rem; font: inherit; cursor: pointe
 
 def _safe_next(request: Request, target: str | None) -> str:
     """Only a path on this site: never another host (an open redirect)."""
-    home = request.app.url_path_for("maps_index")
+    home: str = request.app.url_path_for("maps_index")
     if not target:
         return home
     parts = urlsplit(target)

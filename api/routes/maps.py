@@ -17,11 +17,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import NoMatchFound
 
-from api.deps import Conn, PlanCaller, ReadCaller
+from api.deps import Conn, PlanCaller, ReadCaller, encoded
 from api.errors import answer, page_answer, status_of
 from api.security import require
 from geo.coords.points import parse_bbox
@@ -41,7 +40,8 @@ _ID = "__id__"
 
 
 def _path(request: Request, name: str, **params: str) -> str:
-    return request.app.url_path_for(name, **params)  # type: ignore[no-any-return]
+    path: str = request.app.url_path_for(name, **params)
+    return path
 
 
 def _template(request: Request, name: str, param: str) -> str:
@@ -140,7 +140,7 @@ def static(path: str) -> FileResponse:
 
 @router.get("/maps/api/units/{unit_id}", summary="One current unit with its band and chain of parents")
 def unit_detail(unit_id: int, conn: Conn) -> dict[str, Any]:
-    return jsonable_encoder(map_data.detail(conn, unit_id))  # type: ignore[no-any-return]
+    return encoded(map_data.detail(conn, unit_id))
 
 
 @router.get("/maps/api/search", summary="Current units by name (contains) or code (starts with)")
@@ -171,4 +171,4 @@ def incidents(
                                                               "(heat and counts only)")] = dispatch.MAX_MARKERS,
 ) -> dict[str, Any]:
     filters = map_data.Filters.parse(conn, state, category, hours)
-    return jsonable_encoder(map_data.dispatch_incidents(conn, filters, limit, viewer=who))  # type: ignore[no-any-return]
+    return encoded(map_data.dispatch_incidents(conn, filters, limit, viewer=who))

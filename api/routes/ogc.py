@@ -177,7 +177,7 @@ def _collection(request: Request, cid: str, extent: features.Extent | None) -> d
     else:
         description = (f"Every {cid} as a polygon in WGS84 with its code, name, households and chain of "
                        "parents. datetime=TIME gives the versions valid at that time (default: now).")
-    body = {
+    body: dict[str, Any] = {
         "id": cid,
         "title": TITLES[cid],
         "description": description,
@@ -283,13 +283,23 @@ def items(
         _link(str(request.url), "self", GEOJSON, "this page"),
         _link(base, "collection", JSON, "the collection"),
     ]
+    # An empty page has no ids of its own: its links start from where it was asked for (a page
+    # with more after it and none in it was asked for before an id, and the other way round).
     if page.more_after:
-        anchor = page.last_id if page.last_id is not None else sel.before - 1
+        if page.last_id is not None:
+            anchor = page.last_id
+        else:
+            assert sel.before is not None
+            anchor = sel.before - 1
         links.append(_link(_url(f"{base}/items", **same, after=anchor), "next", GEOJSON, "the next page"))
     if page.more_before:
-        anchor = page.first_id if page.first_id is not None else sel.after + 1
+        if page.first_id is not None:
+            anchor = page.first_id
+        else:
+            assert sel.after is not None
+            anchor = sel.after + 1
         links.append(_link(_url(f"{base}/items", **same, before=anchor), "prev", GEOJSON, "the page before"))
-    body = {"type": "FeatureCollection", "features": orjson.Fragment(page.features.encode())}
+    body: dict[str, Any] = {"type": "FeatureCollection", "features": orjson.Fragment(page.features.encode())}
     if page.matched is not None:
         body["numberMatched"] = page.matched
     body.update(numberReturned=page.returned, timeStamp=page.time.isoformat(), links=links)

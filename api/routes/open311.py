@@ -81,8 +81,10 @@ async def create(request: Request, who: ReportCaller) -> JSONResponse:
         category=str(form["service_code"]), lon=lon, lat=lat, crs=str(form.get("crs") or "wgs84"),
         description=str(form.get("description") or ""), channel="open311", contact=contact or None,
         photos=[str(form["media_url"])] if form.get("media_url") else [],
-        external_id=f"open311:{form['device_id']}:{form['token']}" if form.get("device_id") and form.get("token") else None,
+        external_id=(f"open311:{form['device_id']}:{form['token']}" if form.get("device_id") and form.get("token")
+                     else None),
     )
+
     def store_it() -> dict[str, Any]:
         with pool.pool().connection() as conn, conn.transaction():
             return intake.report_incident(conn, report, intake.locator_on(conn), actor="open311", who=who)[0]

@@ -7,11 +7,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AsOf, Conn, PlanCaller
+from api.deps import AsOf, Conn, PlanCaller, encoded, encoded_rows
 from api.security import require
 from geo.db import pool, units
 from geo.security.identity import Identity
@@ -66,24 +65,24 @@ def _split(req: SplitRequest, who: Identity) -> dict[str, Any]:
 @router.post("/plans/split", status_code=201, summary="Draw a plan splitting a community or grid")
 async def split(req: SplitRequest, who: PlanCaller) -> dict[str, Any]:
     # drawing takes seconds: off the event loop, its connection taken in the worker thread
-    return jsonable_encoder(await run_in_threadpool(_split, req, who))  # type: ignore[no-any-return]
+    return encoded(await run_in_threadpool(_split, req, who))
 
 
 @router.post("/plans/merge", status_code=201, summary="Draw a plan merging undersized units into neighbours")
 def merge(req: MergeRequest, conn: Conn, who: PlanCaller) -> dict[str, Any]:
-    return jsonable_encoder(plans.draw_merge(conn, req.level, floor=req.floor, ceiling=req.ceiling,  # type: ignore[no-any-return]
-                                             within=req.within, actor=who))
+    return encoded(plans.draw_merge(conn, req.level, floor=req.floor, ceiling=req.ceiling,
+                                    within=req.within, actor=who))
 
 
 @router.get("/plans", summary="Plans, newest first")
 def list_plans(conn: Conn, status: Annotated[str | None, Query(description="draft, committed or discarded")] = None
                ) -> list[dict[str, Any]]:
-    return jsonable_encoder(plans.list_plans(conn, status))  # type: ignore[no-any-return]
+    return encoded_rows(plans.list_plans(conn, status))
 
 
 @router.get("/plans/{plan_id}", summary="One plan: what it replaces, its units, metrics and notes")
 def get_plan(plan_id: int, conn: Conn) -> dict[str, Any]:
-    return jsonable_encoder(plans.get_plan(conn, plan_id))  # type: ignore[no-any-return]
+    return encoded(plans.get_plan(conn, plan_id))
 
 
 @router.get("/plans/{plan_id}/units", summary="The plan's proposed units as GeoJSON (a revision, or the latest)",
@@ -94,24 +93,24 @@ def plan_units(plan_id: int, conn: Conn, revision: Annotated[int | None, Query(g
 
 @router.get("/plans/{plan_id}/compare", summary="The plan against current boundaries: households moved, per unit")
 def compare(plan_id: int, conn: Conn) -> dict[str, Any]:
-    return jsonable_encoder(plans.compare(conn, plan_id))  # type: ignore[no-any-return]
+    return encoded(plans.compare(conn, plan_id))
 
 
 @router.put("/plans/{plan_id}/units", summary="Upload changed polygons (by code) as a new revision")
 def edit(plan_id: int, body: PlanEdit, conn: Conn, who: PlanCaller) -> dict[str, Any]:
-    return jsonable_encoder(plans.edit_plan(conn, plan_id, body.features, expected_revision=body.revision,  # type: ignore[no-any-return]
-                                            crs_text=body.crs, actor=who))
+    return encoded(plans.edit_plan(conn, plan_id, body.features, expected_revision=body.revision,
+                                   crs_text=body.crs, actor=who))
 
 
 @router.post("/plans/{plan_id}/commit", summary="Validate and apply the plan in one transaction (409 if stale)")
 def commit(plan_id: int, conn: Conn, who: PlanCaller, body: Commit | None = None) -> dict[str, Any]:
-    return jsonable_encoder(plans.commit_plan(conn, plan_id, expected_revision=body.revision if body else None,  # type: ignore[no-any-return]
-                                              actor=who))
+    return encoded(plans.commit_plan(conn, plan_id, expected_revision=body.revision if body else None,
+                                     actor=who))
 
 
 @router.post("/plans/{plan_id}/discard", summary="Discard a draft plan (it stays on record)")
 def discard(plan_id: int, conn: Conn, who: PlanCaller) -> dict[str, Any]:
-    return jsonable_encoder(plans.discard_plan(conn, plan_id, actor=who))  # type: ignore[no-any-return]
+    return encoded(plans.discard_plan(conn, plan_id, actor=who))
 
 
 @router.get("/validate", summary="Gaps, overlaps, units outside parents or bands, as GeoJSON",

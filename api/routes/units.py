@@ -8,11 +8,10 @@ from urllib.parse import urlencode
 
 import shapely
 from fastapi import APIRouter, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AsOf, BBoxQuery, Conn, PlanCaller
+from api.deps import AsOf, BBoxQuery, Conn, PlanCaller, encoded, encoded_rows
 from api.security import require
 from geo.db import units
 from geo.errors import InvalidInput
@@ -49,12 +48,12 @@ def list_units(
 
 @router.get("/units/{unit_id}", summary="One unit (now or as of a time)")
 def get_unit(unit_id: int, conn: Conn, when: AsOf) -> dict[str, Any]:
-    return jsonable_encoder(units.get_unit(conn, unit_id, when))  # type: ignore[no-any-return]
+    return encoded(units.get_unit(conn, unit_id, when))
 
 
 @router.get("/units/{unit_id}/history", summary="Every version of one unit, oldest first")
 def unit_history(unit_id: int, conn: Conn) -> list[dict[str, Any]]:
-    return jsonable_encoder(units.history(conn, unit_id))  # type: ignore[no-any-return]
+    return encoded_rows(units.history(conn, unit_id))
 
 
 @router.get("/units/{unit_id}/lineage", summary="Units this one came from (split/merge) and became")
@@ -94,4 +93,4 @@ def edit_unit(unit_id: int, edit: UnitEdit, conn: Conn, who: PlanCaller) -> dict
             households=edit.households, population=edit.population, attributes=edit.attributes,
             actor=who, note=edit.note,
         )
-    return jsonable_encoder(result)  # type: ignore[no-any-return]
+    return encoded(result)

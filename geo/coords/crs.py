@@ -115,11 +115,12 @@ def to_wgs84(geoms: np.ndarray, crs: Source) -> np.ndarray:
         def apply(coords: np.ndarray) -> np.ndarray:
             return np.column_stack(crs.to_wgs84_xy(coords[:, 0], coords[:, 1]))
 
-        return shapely.transform(geoms, apply)
+        moved: np.ndarray = shapely.transform(geoms, apply)
+        return moved
     return transform(geoms, crs, WGS84)
 
 
-_TRANSFORMERS: dict = {}
+_TRANSFORMERS: dict[tuple[str, str], pyproj.Transformer] = {}
 
 
 def _transformer(source: pyproj.CRS, target: pyproj.CRS) -> pyproj.Transformer:
@@ -136,7 +137,8 @@ def transform(geoms: np.ndarray, source: pyproj.CRS, target: pyproj.CRS) -> np.n
         x, y = transformer.transform(coords[:, 0], coords[:, 1])
         return np.column_stack([x, y])
 
-    return shapely.transform(geoms, apply)
+    moved: np.ndarray = shapely.transform(geoms, apply)
+    return moved
 
 
 def local_metric(lon: float, lat: float) -> pyproj.CRS:

@@ -13,7 +13,11 @@ web maps do (the rough box below). Everything works on numpy arrays as well as f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, overload
+
 import numpy as np
+import numpy.typing as npt
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis
 _EE = 0.00669342162296594323  # its first eccentricity squared
@@ -23,15 +27,20 @@ CHINA_BOX = (72.004, 0.8293, 137.8347, 55.8271)
 _TOLERANCE_DEG = 1e-10  # ~0.01 mm
 _MAX_ITERATIONS = 30
 
+# Each conversion takes floats and returns floats, or arrays (or lists) and returns arrays.
+FloatArray = npt.NDArray[np.float64]
+Floats = npt.NDArray[Any] | Sequence[float]
+Converted = tuple[float, float] | tuple[FloatArray, FloatArray]
 
-def in_china(lon, lat):
+
+def in_china(lon: npt.ArrayLike, lat: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
     minx, miny, maxx, maxy = CHINA_BOX
     return (lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)
 
 
-def _offset(lon, lat):
+def _offset(lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
     """The GCJ-02 shift (dlon, dlat) in degrees at a WGS84 point."""
     x = lon - 105.0
     y = lat - 35.0
@@ -53,25 +62,37 @@ def _offset(lon, lat):
     return dlon, dlat
 
 
-def _result(lon, lat, scalar: bool):
+def _result(lon: FloatArray, lat: FloatArray, scalar: bool) -> Converted:
     if scalar:
         return float(lon), float(lat)
     return lon, lat
 
 
-def _arrays(lon, lat):
+def _arrays(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray, bool]:
     scalar = np.ndim(lon) == 0 and np.ndim(lat) == 0
     return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float), scalar
 
 
-def wgs84_to_gcj02(lon, lat):
+@overload
+def wgs84_to_gcj02(lon: float, lat: float) -> tuple[float, float]: ...
+@overload
+def wgs84_to_gcj02(lon: Floats, lat: Floats) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def wgs84_to_gcj02(lon: float | Floats, lat: float | Floats) -> Converted: ...
+def wgs84_to_gcj02(lon: float | Floats, lat: float | Floats) -> Converted:
     lon, lat, scalar = _arrays(lon, lat)
     dlon, dlat = _offset(lon, lat)
     inside = in_china(lon, lat)
     return _result(np.where(inside, lon + dlon, lon), np.where(inside, lat + dlat, lat), scalar)
 
 
-def gcj02_to_wgs84(lon, lat):
+@overload
+def gcj02_to_wgs84(lon: float, lat: float) -> tuple[float, float]: ...
+@overload
+def gcj02_to_wgs84(lon: Floats, lat: Floats) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def gcj02_to_wgs84(lon: float | Floats, lat: float | Floats) -> Converted: ...
+def gcj02_to_wgs84(lon: float | Floats, lat: float | Floats) -> Converted:
     """Iterative inverse: accurate to < 0.01 mm wherever the GCJ-02 point has a WGS84 origin.
 
     Near the edges of the box the offset can carry a point across the edge, so points up to
@@ -103,14 +124,20 @@ def gcj02_to_wgs84(lon, lat):
     return out_lon, out_lat
 
 
-def gcj02_to_bd09(lon, lat):
+@overload
+def gcj02_to_bd09(lon: float, lat: float) -> tuple[float, float]: ...
+@overload
+def gcj02_to_bd09(lon: Floats, lat: Floats) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def gcj02_to_bd09(lon: float | Floats, lat: float | Floats) -> Converted: ...
+def gcj02_to_bd09(lon: float | Floats, lat: float | Floats) -> Converted:
     lon, lat, scalar = _arrays(lon, lat)
     z = np.sqrt(lon * lon + lat * lat) + 0.00002 * np.sin(lat * _X_PI)
     theta = np.arctan2(lat, lon) + 0.000003 * np.cos(lon * _X_PI)
     return _result(z * np.cos(theta) + 0.0065, z * np.sin(theta) + 0.006, scalar)
 
 
-def _bd09_to_gcj02_step(lon, lat):
+def _bd09_to_gcj02_step(lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
     x = lon - 0.0065
     y = lat - 0.006
     z = np.sqrt(x * x + y * y) - 0.00002 * np.sin(y * _X_PI)
@@ -118,7 +145,13 @@ def _bd09_to_gcj02_step(lon, lat):
     return z * np.cos(theta), z * np.sin(theta)
 
 
-def bd09_to_gcj02(lon, lat):
+@overload
+def bd09_to_gcj02(lon: float, lat: float) -> tuple[float, float]: ...
+@overload
+def bd09_to_gcj02(lon: Floats, lat: Floats) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def bd09_to_gcj02(lon: float | Floats, lat: float | Floats) -> Converted: ...
+def bd09_to_gcj02(lon: float | Floats, lat: float | Floats) -> Converted:
     """The published one-step inverse, refined by iterating the forward formula."""
     lon, lat, scalar = _arrays(lon, lat)
     glon, glat = _bd09_to_gcj02_step(lon, lat)
@@ -132,9 +165,21 @@ def bd09_to_gcj02(lon, lat):
     return _result(glon, glat, scalar)
 
 
-def wgs84_to_bd09(lon, lat):
+@overload
+def wgs84_to_bd09(lon: float, lat: float) -> tuple[float, float]: ...
+@overload
+def wgs84_to_bd09(lon: Floats, lat: Floats) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def wgs84_to_bd09(lon: float | Floats, lat: float | Floats) -> Converted: ...
+def wgs84_to_bd09(lon: float | Floats, lat: float | Floats) -> Converted:
     return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
 
 
-def bd09_to_wgs84(lon, lat):
+@overload
+def bd09_to_wgs84(lon: float, lat: float) -> tuple[float, float]: ...
+@overload
+def bd09_to_wgs84(lon: Floats, lat: Floats) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def bd09_to_wgs84(lon: float | Floats, lat: float | Floats) -> Converted: ...
+def bd09_to_wgs84(lon: float | Floats, lat: float | Floats) -> Converted:
     return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from geo.coords import crs as crsmod
 from geo.errors import InvalidInput
@@ -20,25 +21,26 @@ BBox = tuple[float, float, float, float]
 CHINA: Area = (73.0, 3.0, 136.0, 54.0)  # the plausible area unless GRIDMAP_BOUNDS says otherwise
 
 
-def inside(x, y, area: Area) -> np.ndarray:
+def inside(x: npt.ArrayLike, y: npt.ArrayLike, area: Area) -> npt.NDArray[np.bool_]:
     """Where (x, y) lies in the area (and is finite)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     minx, miny, maxx, maxy = area
-    return np.isfinite(x) & np.isfinite(y) & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+    finite: npt.NDArray[np.bool_] = np.isfinite(x) & np.isfinite(y)
+    return finite & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
 
 
-def latitude_first(x, y, area: Area) -> np.ndarray:
+def latitude_first(x: npt.ArrayLike, y: npt.ArrayLike, area: Area) -> npt.NDArray[np.bool_]:
     """Where (x, y) makes sense only read the other way round: outside the area but inside it
     swapped, or a latitude beyond ±90 that would be a fine longitude with a fine latitude."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     with np.errstate(invalid="ignore"):
-        beyond = (np.abs(y) > 90) & (np.abs(y) <= 180) & (np.abs(x) <= 90)
+        beyond: npt.NDArray[np.bool_] = (np.abs(y) > 90) & (np.abs(y) <= 180) & (np.abs(x) <= 90)
     return (~inside(x, y, area) & inside(y, x, area)) | beyond
 
 
-def check_points(x, y, area: Area, labels: list[str] | None = None) -> None:
+def check_points(x: npt.ArrayLike, y: npt.ArrayLike, area: Area, labels: list[str] | None = None) -> None:
     """Raise InvalidInput for the first point that is not a plausible longitude/latitude.
 
     A point outside the plausible area is fine (it lies outside every unit) unless its
@@ -68,7 +70,8 @@ def check_points(x, y, area: Area, labels: list[str] | None = None) -> None:
     )
 
 
-def check_converted(x, y, source_name: str, area: Area, labels: list[str] | None = None) -> None:
+def check_converted(x: npt.ArrayLike, y: npt.ArrayLike, source_name: str, area: Area,
+                    labels: list[str] | None = None) -> None:
     """After converting from a projected CRS: a point far outside the plausible area means
     the CRS or the axis order is wrong, not that the point lies elsewhere."""
     here = inside(x, y, area)
@@ -85,7 +88,8 @@ def check_converted(x, y, source_name: str, area: Area, labels: list[str] | None
     )
 
 
-def to_wgs84(x, y, crs_text: str, area: Area, labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+def to_wgs84(x: npt.ArrayLike, y: npt.ArrayLike, crs_text: str, area: Area,
+             labels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Points a client sent in `crs_text`, checked and converted: (lon, lat, CRS name).
 
     Lon/lat input is checked before converting (swapped axes, NaN, out of range); the

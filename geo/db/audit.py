@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from geo.db.rows import dicts, one
 from geo.errors import InvalidInput
 from geo.security.identity import Identity, as_identity
 
@@ -33,7 +35,7 @@ COLUMNS = ("id", "at", "actor", "key_id", "role", "action", "subject", "subject_
 MAX_LIMIT = 1000
 
 
-def _default(value):
+def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if hasattr(value, "item"):  # numpy scalars
@@ -41,38 +43,41 @@ def _default(value):
     return str(value)
 
 
-def _dumps(value) -> str:
+def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=_default)
 
 
-def _json(value):
+def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps=_dumps)
 
 
 def record(conn: psycopg.Connection, actor: str | Identity, action: str, subject: str,
-           subject_ids: list[int], *, change_id: int | None = None, before=None, after=None,
-           detail: dict | None = None) -> int:
+           subject_ids: list[int], *, change_id: int | None = None, before: Any = None, after: Any = None,
+           detail: dict[str, Any] | None = None) -> int:
     """Add one row in the caller's transaction; returns its id."""
     who = as_identity(actor)
-    return conn.execute(
+    row = one(
+        conn,
         "INSERT INTO audit_log (actor, key_id, role, action, subject, subject_ids, change_id, before, after, detail) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         [who.label, who.key_id, who.role, action, subject, [int(i) for i in subject_ids], change_id,
          _json(before), _json(after), _json(detail or {})],
-    ).fetchone()[0]
+    )
+    assert row is not None  # an INSERT ... RETURNING returns the row it added
+    return int(row["id"])
 
 
 def query(conn: psycopg.Connection, *, action: str | None = None, subject: str | None = None,
           subject_id: int | None = None, key_id: int | None = None, actor: str | None = None,
           since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
-          limit: int = 100) -> list[dict]:
+          limit: int = 100) -> list[dict[str, Any]]:
     """Rows newest first. `action` matches exactly or, ending in '.', as a prefix ('plan.');
     `actor` is a substring of the actor's label; `before_id` pages back from a row."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be 1 to {MAX_LIMIT}")
     if since and until and until <= since:
         raise InvalidInput("'until' must come after 'since'")
-    prefix = bool(action) and action.endswith(".")
+    prefix = bool(action and action.endswith("."))
     filters = [
         ("action LIKE %s" if prefix else "action = %s", f"{action}%" if prefix else action or None),
         ("subject = %s", subject),
@@ -85,7 +90,6 @@ def query(conn: psycopg.Connection, *, action: str | None = None, subject: str |
     ]
     clauses = ["true", *(sql for sql, value in filters if value is not None)]
     params = [value for _, value in filters if value is not None]
-    rows = conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s",
-        [*params, limit]).fetchall()
-    return [dict(zip(COLUMNS, r, strict=True)) for r in rows]
+    return dicts(
+        conn, f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s",
+        [*params, limit])

@@ -30,6 +30,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -37,6 +38,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from geo.db import generation
 from geo.db.connection import connect, redact
+from geo.db.rows import one, value
 from geo.errors import Conflict, GridmapError, InvalidInput, SetupError
 
 Progress = Callable[[str, int, int], None]
@@ -90,10 +92,10 @@ def find_tool(name: str, server_major: int, wanted: Path | None = None) -> Path:
 
 
 def _server_major(conn: psycopg.Connection) -> int:
-    return _major(int(conn.execute("SHOW server_version_num").fetchone()[0]))
+    return _major(int(value(conn, "SHOW server_version_num")))
 
 
-def _libpq(url: str, dbname: str | None = None) -> tuple[str, dict]:
+def _libpq(url: str, dbname: str | None = None) -> tuple[str, dict[str, str]]:
     """A conninfo for the tools' --dbname, and the environment with the password in it (so it
     is not on the command line for `ps` to show)."""
     params = conninfo_to_dict(url)
@@ -103,7 +105,7 @@ def _libpq(url: str, dbname: str | None = None) -> tuple[str, dict]:
     password = params.pop("password", None)
     if password is not None:
         env["PGPASSWORD"] = str(password)
-    return make_conninfo(**params), env
+    return make_conninfo("", **params), env
 
 
 def _url(url: str, dbname: str) -> str:
@@ -111,7 +113,8 @@ def _url(url: str, dbname: str) -> str:
     return make_conninfo(url, dbname=dbname)
 
 
-def _run(args: list[str], env: dict, progress: Progress, stage: str, total: int, marker: re.Pattern) -> None:
+def _run(args: list[str], env: dict[str, str], progress: Progress, stage: str, total: int,
+         marker: re.Pattern[str]) -> None:
     """Run a tool with --verbose, counting the lines that mark progress; raise with its last
     messages when it fails."""
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -147,23 +150,23 @@ def user_tables(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def summary(conn: psycopg.Connection) -> dict:
+def summary(conn: psycopg.Connection) -> dict[str, Any]:
     """What a gridmap database holds, in a few numbers."""
     tables = user_tables(conn)
     if "public.unit_version" not in tables or "public.schema_migration" not in tables:
         return {"tables": len(tables)}
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM unit), (SELECT count(*) FROM unit_version), "
-        "(SELECT count(*) FROM unit_lineage), (SELECT count(*) FROM incident), "
-        "(SELECT count(*) FROM incident_event), (SELECT count(*) FROM plan)"
-    ).fetchone()
+    counts = one(
+        conn,
+        "SELECT (SELECT count(*) FROM unit) AS units, (SELECT count(*) FROM unit_version) AS unit_versions, "
+        "(SELECT count(*) FROM unit_lineage) AS lineage, (SELECT count(*) FROM incident) AS incidents, "
+        "(SELECT count(*) FROM incident_event) AS incident_events, (SELECT count(*) FROM plan) AS plans"
+    )
+    assert counts is not None  # a SELECT without FROM returns one row
     migrations = [r[0] for r in conn.execute("SELECT name FROM schema_migration ORDER BY name")]
-    keys = ("units", "unit_versions", "lineage", "incidents", "incident_events", "plans", "generation")
-    return {"tables": len(tables), **dict(zip(keys, (*row, generation.current(conn)), strict=True)),
-            "migrations": migrations}
+    return {"tables": len(tables), **counts, "generation": generation.current(conn), "migrations": migrations}
 
 
-def describe(counts: dict) -> str:
+def describe(counts: dict[str, Any]) -> str:
     if "units" not in counts:
         return f"{counts['tables']} table(s)"
     return (f"{counts['units']:,} units ({counts['unit_versions']:,} versions), {counts['lineage']:,} lineage links, "
@@ -177,7 +180,8 @@ def default_name(dbname: str, when: datetime | None = None) -> Path:
     return Path(f"gridmap-{dbname}-{(when or datetime.now()):%Y%m%d-%H%M%S}.dump")
 
 
-def backup(url: str, output: Path | None = None, progress: Progress = _noop, pg_bin: Path | None = None) -> dict:
+def backup(url: str, output: Path | None = None, progress: Progress = _noop,
+           pg_bin: Path | None = None) -> dict[str, Any]:
     """Write the whole database at `url` to one pg_dump custom-format file; what it holds."""
     with connect(url) as conn:
         major = _server_major(conn)
@@ -241,19 +245,19 @@ def _admin(url: str) -> psycopg.Connection:
     raise SetupError(f"cannot connect to the server of {redact(url)}: {str(last).strip()}")
 
 
-def _holds(url: str, dbname: str) -> dict:
+def _holds(url: str, dbname: str) -> dict[str, Any]:
     with psycopg.connect(_url(url, dbname)) as conn:
         return summary(conn)
 
 
 def restore(file: Path, url: str, *, into: str | None = None, force: bool = False,
-            progress: Progress = _noop, pg_bin: Path | None = None) -> dict:
+            progress: Progress = _noop, pg_bin: Path | None = None) -> dict[str, Any]:
     """Restore a backup into the database at `url` (or into the database `into` on the same
     server); refuse to replace a database that holds tables unless `force`."""
     file = Path(file)
     if not file.is_file():
         raise InvalidInput(f"no backup file {file}")
-    target = into or conninfo_to_dict(url).get("dbname")
+    target = into or str(conninfo_to_dict(url).get("dbname") or "")
     if not target:
         raise InvalidInput("no database to restore into: give --into NAME or a DATABASE_URL naming one")
     staging = f"{target[:40]}_restoring_{os.getpid()}"

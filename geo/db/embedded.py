@@ -122,7 +122,7 @@ class Cluster:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     # -- running tools, as postgres when we are root -------------------------
-    def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         tool = Path(args[0]).name
         if _is_root():
             args = ["runuser", "-u", "postgres", "--", *args]

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
 from geo.db import generation
+from geo.db.rows import dicts, one
 from geo.errors import NotFound
 from geo.incidents.lifecycle import OPEN_STATES
 from geo.units import levels
@@ -68,7 +70,7 @@ class _Source:
 
     matched: str
     feature: str
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _code_of(column: str) -> str:
@@ -77,17 +79,17 @@ def _code_of(column: str) -> str:
             "ORDER BY p.version DESC LIMIT 1)")
 
 
-def _bbox_clause(alias: str, bbox, params: dict) -> list[str]:
+def _bbox_clause(alias: str, bbox: tuple[float, float, float, float] | None, params: dict[str, Any]) -> list[str]:
     """Features whose geometry meets the box, as the standard asks (not only their own box):
     ST_Intersects starts with the index-backed `&&` and tests exactly only what passes it."""
     if bbox is None:
         return []
-    params.update(zip(("minx", "miny", "maxx", "maxy"), bbox))
+    params.update(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True))
     return [f"ST_Intersects({alias}.geom, ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326))"]
 
 
 def _units(level: str, sel: Selection) -> _Source:
-    params: dict = {"level": level}
+    params: dict[str, Any] = {"level": level}
     clauses = ["v.level = %(level)s"]
     if sel.as_of is None:
         clauses.append("v.valid_to IS NULL")
@@ -110,7 +112,7 @@ def _units(level: str, sel: Selection) -> _Source:
 
 
 def _incidents(sel: Selection) -> _Source:
-    params: dict = {"open_states": list(OPEN_STATES)}
+    params: dict[str, Any] = {"open_states": list(OPEN_STATES)}
     clauses = ["true"]
     if sel.start is not None:
         clauses.append("i.reported_at >= %(start)s")
@@ -153,7 +155,8 @@ def page(conn: psycopg.Connection, collection: str, sel: Selection) -> Page:
     else:
         step, behind = "fid > %(anchor)s", "EXISTS (SELECT 1 FROM matched WHERE fid <= %(anchor)s)"
     order = "DESC" if backward else "ASC"
-    row = conn.execute(
+    row = one(
+        conn,
         f"""
         WITH matched AS NOT MATERIALIZED ({src.matched}),
         ahead AS MATERIALIZED (
@@ -161,49 +164,56 @@ def page(conn: psycopg.Connection, collection: str, sel: Selection) -> Page:
         ),
         kept AS MATERIALIZED (SELECT * FROM ahead ORDER BY fid {order} LIMIT %(limit)s)
         SELECT
-            (SELECT coalesce(json_agg({src.feature} ORDER BY v.fid), '[]'::json) FROM kept v)::text,
-            (SELECT count(*) FROM kept), (SELECT min(fid) FROM kept), (SELECT max(fid) FROM kept),
-            (SELECT count(*) FROM ahead) > %(limit)s, {behind},
-            (SELECT count(*) FROM (SELECT 1 FROM matched LIMIT %(cap)s + 1) c), now()
+            (SELECT coalesce(json_agg({src.feature} ORDER BY v.fid), '[]'::json) FROM kept v)::text AS features,
+            (SELECT count(*) FROM kept) AS returned, (SELECT min(fid) FROM kept) AS first_id,
+            (SELECT max(fid) FROM kept) AS last_id,
+            (SELECT count(*) FROM ahead) > %(limit)s AS more_ahead, {behind} AS more_behind,
+            (SELECT count(*) FROM (SELECT 1 FROM matched LIMIT %(cap)s + 1) c) AS matched, now() AS now
         """,
         params,
-    ).fetchone()
-    features, returned, first_id, last_id, more_ahead, more_behind, matched, now = row
+    )
+    assert row is not None  # a SELECT without FROM returns one row
+    more_ahead, more_behind = row["more_ahead"], row["more_behind"]
     return Page(
-        features=features, returned=returned, matched=matched if matched <= COUNT_CAP else None,
-        first_id=first_id, last_id=last_id,
+        features=row["features"], returned=row["returned"],
+        matched=row["matched"] if row["matched"] <= COUNT_CAP else None,
+        first_id=row["first_id"], last_id=row["last_id"],
         more_after=more_behind if backward else more_ahead,
         more_before=more_ahead if backward else more_behind,
-        time=now,
+        time=row["now"],
     )
 
 
 def feature(conn: psycopg.Connection, collection: str, feature_id: int, as_of: datetime | None = None) -> str:
     """One feature (GeoJSON text) of a collection; NotFound when the collection has no such id."""
     src = _source(collection, Selection(as_of=as_of))
-    row = conn.execute(
-        f"SELECT {src.feature}::text FROM ({src.matched}) v WHERE v.fid = %(fid)s",
+    row = one(
+        conn,
+        f"SELECT {src.feature}::text AS feature FROM ({src.matched}) v WHERE v.fid = %(fid)s",
         {**src.params, "fid": feature_id},
-    ).fetchone()
+    )
     if row is None:
         what = "incident" if collection == INCIDENTS else collection
         when = f" as of {as_of.isoformat()}" if as_of is not None else ""
         raise NotFound(f"no {what} with id {feature_id}{when} in collection {collection!r}")
-    return row[0]
+    text: str = row["feature"]
+    return text
 
 
 def unit_extents(conn: psycopg.Connection) -> dict[str, Extent]:
     """Per level, the bbox of every version and the span of their validity (open while a
     version is current)."""
-    rows = conn.execute(
+    rows = dicts(
+        conn,
         """
-        SELECT level, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), first, CASE WHEN current THEN NULL ELSE last END
+        SELECT level, ST_XMin(e) AS minx, ST_YMin(e) AS miny, ST_XMax(e) AS maxx, ST_YMax(e) AS maxy, first,
+               CASE WHEN current THEN NULL ELSE last END AS last
         FROM (SELECT level, ST_Extent(geom) AS e, min(valid_from) AS first, max(valid_to) AS last,
                      bool_or(valid_to IS NULL) AS current
               FROM unit_version GROUP BY level) x
         """
-    ).fetchall()
-    return {r[0]: Extent(tuple(r[1:5]), r[5], r[6]) for r in rows}
+    )
+    return {r["level"]: Extent((r["minx"], r["miny"], r["maxx"], r["maxy"]), r["first"], r["last"]) for r in rows}
 
 
 # The units' extents change only with the boundary generation: each process keeps them until
@@ -222,10 +232,12 @@ def extents(conn: psycopg.Connection, collections: tuple[str, ...]) -> dict[str,
 
 def incident_extent(conn: psycopg.Connection) -> Extent | None:
     """The bbox of every incident and the span of their report times (None when there are none)."""
-    row = conn.execute(
-        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), first, last FROM "
+    row = one(
+        conn,
+        "SELECT ST_XMin(e) AS minx, ST_YMin(e) AS miny, ST_XMax(e) AS maxx, ST_YMax(e) AS maxy, first, last FROM "
         "(SELECT ST_Extent(geom) AS e, min(reported_at) AS first, max(reported_at) AS last FROM incident) x"
-    ).fetchone()
-    if row[0] is None:
+    )
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    if row["minx"] is None:
         return None
-    return Extent(tuple(row[:4]), row[4], row[5])
+    return Extent((row["minx"], row["miny"], row["maxx"], row["maxy"]), row["first"], row["last"])

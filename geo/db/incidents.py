@@ -50,24 +50,27 @@ def category(conn: psycopg.Connection, code: str) -> dict[str, Any]:
 
 def clock(conn: psycopg.Connection) -> datetime:
     """The database's time now (not the transaction's start)."""
-    return value(conn, "SELECT clock_timestamp()")  # type: ignore[no-any-return]
+    at: datetime = value(conn, "SELECT clock_timestamp()")
+    return at
 
 
 def by_external_id(conn: psycopg.Connection, external_id: str) -> int | None:
-    return value(conn, "SELECT id FROM incident WHERE external_id = %s", [external_id])  # type: ignore[no-any-return]
+    found: int | None = value(conn, "SELECT id FROM incident WHERE external_id = %s", [external_id])
+    return found
 
 
 def insert(conn: psycopg.Connection, fields: dict[str, Any], lon: float, lat: float) -> int | None:
     """Store a new incident (its point in WGS84); None when its external id arrived at the
     same moment from elsewhere (that one stands)."""
     columns = list(fields)
-    row = conn.execute(
+    row = one(
+        conn,
         f"INSERT INTO incident ({', '.join(columns)}, geom) "
         f"VALUES ({', '.join(['%s'] * len(columns))}, ST_SetSRID(ST_Point(%s, %s), 4326)) "
         "ON CONFLICT (external_id) DO NOTHING RETURNING id",
         [*(Jsonb(v) if k == "photos" else v for k, v in fields.items()), lon, lat],
-    ).fetchone()
-    return None if row is None else int(row[0])
+    )
+    return None if row is None else int(row["id"])
 
 
 def add_event(conn: psycopg.Connection, incident_id: int, actor: str, from_state: str | None, to_state: str,
@@ -125,7 +128,8 @@ def update(conn: psycopg.Connection, incident_id: int, sets: dict[str, Any], bum
 
 
 def now(conn: psycopg.Connection) -> datetime:
-    return value(conn, "SELECT now()")  # type: ignore[no-any-return]
+    at: datetime = value(conn, "SELECT now()")
+    return at
 
 
 def escalates(conn: psycopg.Connection, code: str) -> bool:
@@ -155,7 +159,8 @@ def units_covering(conn: psycopg.Connection, lon: float, lat: float) -> dict[str
 
 def latest_change_at(conn: psycopg.Connection) -> datetime | None:
     """When the newest change set was made (None: no change yet)."""
-    return value(conn, "SELECT max(created_at) FROM change_set")  # type: ignore[no-any-return]
+    at: datetime | None = value(conn, "SELECT max(created_at) FROM change_set")
+    return at
 
 
 def change_times(conn: psycopg.Connection) -> list[tuple[int, datetime]]:

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from geo.db import incidents
-from geo.db.rows import band_sql, value
+from geo.db.rows import band_sql, dicts, one, value
 from geo.db.units import latest_names
 from geo.errors import InvalidInput, NotFound
 from geo.incidents.lifecycle import OPEN_STATES, STATES
@@ -31,7 +31,8 @@ def layer_geojson(conn: psycopg.Connection, level: str) -> str:
     """The current units of one level as a FeatureCollection (text), properties id, code,
     name, level, households, band, `lp`, the label point [lon, lat], and `room`, the width
     and height of the unit's box in degrees (a label shows only where it fits)."""
-    return conn.execute(
+    text: str = value(
+        conn,
         f"""
         SELECT json_build_object('type', 'FeatureCollection', 'features', coalesce(json_agg(json_build_object(
             'type', 'Feature', 'id', v.unit_id, 'geometry', ST_AsGeoJSON(v.geom, 7)::json,
@@ -46,44 +47,56 @@ def layer_geojson(conn: psycopg.Connection, level: str) -> str:
         WHERE v.valid_to IS NULL AND v.level = %s
         """,
         [level],
-    ).fetchone()[0]
+    )
+    return text
 
 
 def extent(conn: psycopg.Connection) -> list[float] | None:
     """[minlon, minlat, maxlon, maxlat] of the current streets (or of every unit)."""
-    row = conn.execute(
-        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e "
-        "FROM unit_version WHERE valid_to IS NULL AND level IN ('street', 'community', 'grid')) s"
-    ).fetchone()
-    return None if row[0] is None else [float(v) for v in row]
+    row = one(
+        conn,
+        "SELECT ST_XMin(e) AS minx, ST_YMin(e) AS miny, ST_XMax(e) AS maxx, ST_YMax(e) AS maxy FROM "
+        "(SELECT ST_Extent(geom) AS e FROM unit_version WHERE valid_to IS NULL "
+        "AND level IN ('street', 'community', 'grid')) s"
+    )
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return None if row["minx"] is None else [float(row[k]) for k in ("minx", "miny", "maxx", "maxy")]
 
 
 def detail(conn: psycopg.Connection, unit_id: int) -> dict[str, Any]:
     """One current unit with its household band and its chain of parents (street first)."""
-    row = conn.execute(
+    row = one(
+        conn,
         f"""
         SELECT v.unit_id, v.level, v.code, v.name, v.households, v.population, v.version, v.valid_from,
-               ST_XMin(v.geom), ST_YMin(v.geom), ST_XMax(v.geom), ST_YMax(v.geom),
-               ST_X(l.p), ST_Y(l.p),
+               ST_XMin(v.geom) AS minx, ST_YMin(v.geom) AS miny, ST_XMax(v.geom) AS maxx, ST_YMax(v.geom) AS maxy,
+               ST_X(l.p) AS lon, ST_Y(l.p) AS lat,
                (SELECT coalesce(json_agg(json_build_object('level', p.level, 'id', p.unit_id, 'code', p.code,
                                                            'name', p.name)
                                          ORDER BY array_position(%s::text[], p.level)), '[]'::json)
                 FROM unit_version p WHERE p.valid_to IS NULL
                   AND p.unit_id IN (v.street_id, v.community_id, v.grid_id, v.compound_id, v.neighbourhood_id))
+               AS chain
         FROM unit_version v, LATERAL (SELECT {_LABEL_POINT} AS p) l
         WHERE v.unit_id = %s AND v.valid_to IS NULL
         """,
         [list(levels.LEVELS), unit_id],
-    ).fetchone()
+    )
     if row is None:
         raise NotFound(f"no current unit with id {unit_id}")
-    (uid, level, code, name, households, population, version, valid_from, *box, lon, lat, chain) = row
+    level, households = row["level"], row["households"]
     band = levels.HOUSEHOLD_BANDS.get(level)
     status = levels.band_status(level, households)
-    return {"id": uid, "level": level, "level_zh": levels.LABEL_ZH[level], "code": code, "name": name,
-            "households": households, "population": population, "version": version,
-            "valid_from": valid_from, "band": status, "band_range": list(band) if band else None,
-            "bbox": [float(v) for v in box], "label_point": [float(lon), float(lat)], "chain": chain}
+    return {"id": row["unit_id"], "level": level, "level_zh": levels.LABEL_ZH[level], "code": row["code"],
+            "name": row["name"], "households": households, "population": row["population"],
+            "version": row["version"], "valid_from": row["valid_from"], "band": status,
+            "band_range": list(band) if band else None, "bbox": _bbox(row),
+            "label_point": [float(row["lon"]), float(row["lat"])], "chain": row["chain"]}
+
+
+def _bbox(row: dict[str, Any]) -> list[float]:
+    """[minx, miny, maxx, maxy] of a row that has them."""
+    return [float(row[k]) for k in ("minx", "miny", "maxx", "maxy")]
 
 
 def _like_escape(text: str) -> str:
@@ -99,10 +112,12 @@ def search(conn: psycopg.Connection, query: str, limit: int = 20) -> list[dict[s
     if len(text) > 100:
         raise InvalidInput("a search is at most 100 characters")
     like = _like_escape(text)
-    rows = conn.execute(
+    rows = dicts(
+        conn,
         f"""
         SELECT v.unit_id, v.level, v.code, v.name, v.households,
-               ST_XMin(v.geom), ST_YMin(v.geom), ST_XMax(v.geom), ST_YMax(v.geom), ST_X(l.p), ST_Y(l.p)
+               ST_XMin(v.geom) AS minx, ST_YMin(v.geom) AS miny, ST_XMax(v.geom) AS maxx, ST_YMax(v.geom) AS maxy,
+               ST_X(l.p) AS lon, ST_Y(l.p) AS lat
         FROM (SELECT * FROM unit_version v
               WHERE v.valid_to IS NULL AND (v.code = %(q)s OR v.code LIKE %(prefix)s OR v.name ILIKE %(infix)s)
               ORDER BY (v.code = %(q)s) DESC, (v.code LIKE %(prefix)s) DESC,
@@ -113,9 +128,10 @@ def search(conn: psycopg.Connection, query: str, limit: int = 20) -> list[dict[s
                  array_position(%(levels)s::text[], v.level), v.code
         """,
         {"q": text, "prefix": like + "%", "infix": "%" + like + "%", "levels": list(levels.LEVELS), "limit": limit},
-    ).fetchall()
-    return [{"id": r[0], "level": r[1], "level_zh": levels.LABEL_ZH[r[1]], "code": r[2], "name": r[3],
-             "households": r[4], "bbox": [float(v) for v in r[5:9]], "label_point": [float(r[9]), float(r[10])]}
+    )
+    return [{"id": r["unit_id"], "level": r["level"], "level_zh": levels.LABEL_ZH[r["level"]], "code": r["code"],
+             "name": r["name"], "households": r["households"], "bbox": _bbox(r),
+             "label_point": [float(r["lon"]), float(r["lat"])]}
             for r in rows]
 
 
@@ -124,17 +140,20 @@ def labels(conn: psycopg.Connection, level: str, bbox: tuple[float, float, float
     """[lon, lat, code, name, width, height] of the current units of `level` in a box (for
     levels drawn from vector tiles, whose labels the browser asks for as the view moves);
     width and height of each unit's box in degrees."""
-    rows = conn.execute(
+    rows = dicts(
+        conn,
         f"""
-        SELECT round(ST_X(l.p)::numeric, 7), round(ST_Y(l.p)::numeric, 7), v.code, v.name,
-               round((ST_XMax(v.geom) - ST_XMin(v.geom))::numeric, 6), round((ST_YMax(v.geom) - ST_YMin(v.geom))::numeric, 6)
+        SELECT round(ST_X(l.p)::numeric, 7) AS lon, round(ST_Y(l.p)::numeric, 7) AS lat, v.code, v.name,
+               round((ST_XMax(v.geom) - ST_XMin(v.geom))::numeric, 6) AS width,
+               round((ST_YMax(v.geom) - ST_YMin(v.geom))::numeric, 6) AS height
         FROM unit_version v, LATERAL (SELECT {_LABEL_POINT} AS p) l
         WHERE v.valid_to IS NULL AND v.level = %s AND v.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)
         ORDER BY v.code LIMIT %s
         """,
         [level, *bbox, limit],
-    ).fetchall()
-    return [[float(r[0]), float(r[1]), r[2], r[3], float(r[4]), float(r[5])] for r in rows]
+    )
+    return [[float(r["lon"]), float(r["lat"]), r["code"], r["name"], float(r["width"]), float(r["height"])]
+            for r in rows]
 
 
 # ---- the dispatch map --------------------------------------------------------------------
@@ -195,18 +214,19 @@ def dispatch_incidents(conn: psycopg.Connection, filters: Filters, limit: int, *
     now = value(conn, "SELECT now()")
     start = now - timedelta(hours=filters.hours) if filters.hours else None
     where, params = filters.where(start)
-    total, n_open, n_overdue = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {_OPEN}), count(*) FILTER (WHERE {_OVERDUE}) "
-        f"FROM incident i WHERE {where}", params).fetchone()
-    rows = []
+    counts = one(conn, f"SELECT count(*) AS total, count(*) FILTER (WHERE {_OPEN}) AS n_open, "
+                       f"count(*) FILTER (WHERE {_OVERDUE}) AS n_overdue FROM incident i WHERE {where}", params)
+    assert counts is not None  # an aggregate without GROUP BY returns one row
+    total = counts["total"]
+    rows: list[dict[str, Any]] = []
     if total <= limit:
-        rows = conn.execute(
-            f"""
-            SELECT i.id, ST_X(i.geom), ST_Y(i.geom), i.state, i.category, {_OVERDUE}, i.reported_at, i.deadline,
-                   i.street_id, i.community_id, i.grid_id, w.name, i.channel, left(i.description, 140), i.unassigned
+        rows = dicts(conn, f"""
+            SELECT i.id, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.category, {_OVERDUE} AS overdue,
+                   i.reported_at, i.deadline, i.street_id, i.community_id, i.grid_id, w.name AS worker, i.channel,
+                   left(i.description, 140) AS description, i.unassigned
             FROM incident i LEFT JOIN worker w ON w.id = i.worker_id
             WHERE {where} ORDER BY i.id
-            """, params).fetchall()
+            """, params)
     heat = conn.execute(
         f"""
         SELECT round(avg(ST_X(i.geom))::numeric, 6)::float8, round(avg(ST_Y(i.geom))::numeric, 6)::float8, count(*)
@@ -215,20 +235,27 @@ def dispatch_incidents(conn: psycopg.Connection, filters: Filters, limit: int, *
         """, params).fetchall()
     # per grid: open and overdue whatever the state filter (open is itself a set of states)
     grid_where, grid_params = filters.where(start, with_state=False)
-    grids = conn.execute(
-        f"""
-        SELECT i.grid_id, count(*) FILTER (WHERE {_OPEN}), count(*) FILTER (WHERE {_OVERDUE}), count(*)
+    grids = dicts(conn, f"""
+        SELECT i.grid_id, count(*) FILTER (WHERE {_OPEN}) AS n_open, count(*) FILTER (WHERE {_OVERDUE}) AS n_overdue,
+               count(*) AS n_total
         FROM incident i WHERE {grid_where} AND i.grid_id IS NOT NULL GROUP BY 1
-        """, grid_params).fetchall()
-    unit_ids = {u for r in rows for u in r[8:11] if u} | {g[0] for g in grids}
+        """, grid_params)
+    unit_ids = ({r[c] for r in rows for c in ("street_id", "community_id", "grid_id") if r[c]}
+                | {g["grid_id"] for g in grids})
     names = {uid: [r["level"], r["code"], r["name"]] for uid, r in latest_names(conn, list(unit_ids)).items()}
-    k = FIELDS.index("description")  # residents write phone numbers into descriptions
     return {
-        "now": now, "from": start, "total": total, "open": n_open, "overdue": n_overdue, "limit": limit,
-        "too_many": total > limit, "fields": FIELDS,
-        "incidents": [[r[0], round(r[1], 7), round(r[2], 7), *r[3:k], text_for(r[k], viewer), *r[k + 1:]]
-                      for r in rows],
+        "now": now, "from": start, "total": total, "open": counts["n_open"], "overdue": counts["n_overdue"],
+        "limit": limit, "too_many": total > limit, "fields": FIELDS,
+        "incidents": [_point(r, viewer) for r in rows],
         "heat": [list(h) for h in heat],
-        "grids": {g[0]: list(g[1:]) for g in grids},
+        "grids": {g["grid_id"]: [g["n_open"], g["n_overdue"], g["n_total"]] for g in grids},
         "units": names,
     }
+
+
+def _point(row: dict[str, Any], viewer: Identity) -> list[Any]:
+    """One incident of the dispatch map: its FIELDS in order, as `viewer` may see them."""
+    shown = row | {"lon": round(row["lon"], 7), "lat": round(row["lat"], 7),
+                   # residents write phone numbers into descriptions
+                   "description": text_for(row["description"], viewer)}
+    return [shown[f] for f in FIELDS]

@@ -16,7 +16,7 @@ MIGRATION_LOCK = 4_771_001  # pg_advisory_xact_lock key for migrations
 
 def available() -> list[tuple[str, str]]:
     folder = resources.files("geo.db") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text(encoding="utf-8")) for p in files]
 
 

@@ -111,7 +111,7 @@ def all_plans(conn: psycopg.Connection, status: str | None = None) -> list[dict[
 
 def units_geojson(conn: psycopg.Connection, plan_id: int, revision: int, level: str) -> str:
     """A revision's proposed units as a GeoJSON FeatureCollection (text)."""
-    return value(conn, """
+    text: str = value(conn, """
         SELECT json_build_object('type', 'FeatureCollection', 'plan', %s::int, 'revision', %s::int,
           'features', coalesce(json_agg(json_build_object(
             'type', 'Feature', 'id', u.seq,
@@ -120,7 +120,8 @@ def units_geojson(conn: psycopg.Connection, plan_id: int, revision: int, level: 
                 'households', u.households, 'level', %s::text,
                 'area_m2', round(ST_Area(u.geom::geography)::numeric, 1))) ORDER BY u.seq), '[]'::json))::text
         FROM plan_unit u WHERE u.plan_id = %s AND u.revision = %s
-        """, [plan_id, revision, level, plan_id, revision])  # type: ignore[no-any-return]
+        """, [plan_id, revision, level, plan_id, revision])
+    return text
 
 
 def units(conn: psycopg.Connection, plan_id: int, revision: int) -> list[dict[str, Any]]:
@@ -177,24 +178,25 @@ def current_geoms(conn: psycopg.Connection, unit_ids: list[int]) -> list[Any]:
 def household_points(conn: psycopg.Connection, column: str | None, old_ids: list[int]) -> list[tuple[int, int, Any]]:
     """(old unit id, households, point) of the current buildings under the replaced units, or,
     for levels with no buildings beneath by column, of the replaced units themselves."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if old_ids and column:
-        rows = conn.execute(f"SELECT {column}, households, ST_AsBinary(ST_PointOnSurface(geom)) FROM unit_version "
-                            f"WHERE valid_to IS NULL AND level = 'building' AND {column} = ANY(%s)",
-                            [old_ids]).fetchall()
+        rows = dicts(conn, f"SELECT {column} AS old_id, households, ST_AsBinary(ST_PointOnSurface(geom)) AS wkb "
+                           f"FROM unit_version WHERE valid_to IS NULL AND level = 'building' AND {column} = ANY(%s)",
+                     [old_ids])
     if not rows and old_ids:
-        rows = conn.execute("SELECT unit_id, households, ST_AsBinary(ST_PointOnSurface(geom)) FROM unit_version "
-                            "WHERE valid_to IS NULL AND unit_id = ANY(%s)", [old_ids]).fetchall()
-    return [(r[0], r[1], shapely.from_wkb(bytes(r[2]))) for r in rows]
+        rows = dicts(conn, "SELECT unit_id AS old_id, households, ST_AsBinary(ST_PointOnSurface(geom)) AS wkb "
+                           "FROM unit_version WHERE valid_to IS NULL AND unit_id = ANY(%s)", [old_ids])
+    return [(r["old_id"], r["households"], shapely.from_wkb(bytes(r["wkb"]))) for r in rows]
 
 
 def label_points(conn: psycopg.Connection, geoms: list[Any]) -> list[tuple[float, float]]:
     """The centre of each geometry's largest inscribed circle, computed in PostGIS."""
     if not geoms:
         return []
-    rows = conn.execute(
-        "SELECT ST_X(c), ST_Y(c) FROM unnest(%s::bytea[]) WITH ORDINALITY AS g(wkb, k), "
+    rows = dicts(
+        conn,
+        "SELECT ST_X(c) AS x, ST_Y(c) AS y FROM unnest(%s::bytea[]) WITH ORDINALITY AS g(wkb, k), "
         "LATERAL (SELECT (ST_MaximumInscribedCircle(ST_GeomFromWKB(g.wkb, 4326))).center AS c) l ORDER BY k",
         [[shapely.to_wkb(g) for g in geoms]],
-    ).fetchall()
-    return [(float(r[0]), float(r[1])) for r in rows]
+    )
+    return [(float(r["x"]), float(r["y"])) for r in rows]

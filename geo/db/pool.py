@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -67,7 +67,7 @@ class _Connection(psycopg.Connection):
     """A connection that reports whether connecting worked."""
 
     @classmethod
-    def connect(cls, *args, **kwargs):
+    def connect(cls, *args: Any, **kwargs: Any) -> Self:
         try:
             conn = super().connect(*args, **kwargs)
         except psycopg.OperationalError as exc:

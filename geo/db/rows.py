@@ -18,18 +18,18 @@ Params = Sequence[Any] | dict[str, Any] | None
 def dicts(conn: psycopg.Connection, sql: str, params: Params = None) -> list[dict[str, Any]]:
     """Every row of a query, each a dict keyed by column name."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        return cur.execute(sql, params).fetchall()
 
 
 def one(conn: psycopg.Connection, sql: str, params: Params = None) -> dict[str, Any] | None:
     """The first row of a query as a dict (None when there is none)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, params).fetchone()  # type: ignore[arg-type]
+        return cur.execute(sql, params).fetchone()
 
 
 def value(conn: psycopg.Connection, sql: str, params: Params = None) -> Any:
     """The single value a query returns (its first row's first column)."""
-    row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(sql, params).fetchone()
     return None if row is None else row[0]
 
 
@@ -48,12 +48,14 @@ def with_geoms(rows: list[dict[str, Any]], column: str = "wkb", into: str = "geo
 
 def ewkb(g: Any) -> bytes:
     """A WGS84 geometry as EWKB, for ST_GeomFromEWKB."""
-    return shapely.to_wkb(shapely.set_srid(g, 4326), include_srid=True)
+    out: bytes = shapely.to_wkb(shapely.set_srid(g, 4326), include_srid=True)
+    return out
 
 
 def hex_ewkb(g: Any) -> str:
     """A WGS84 geometry as hex EWKB, for COPY."""
-    return shapely.to_wkb(shapely.set_srid(g, 4326), hex=True, include_srid=True)
+    out: str = shapely.to_wkb(shapely.set_srid(g, 4326), hex=True, include_srid=True)
+    return out
 
 
 def valid_at(as_of: datetime | None, alias: str = "") -> tuple[str, list[Any]]:

@@ -28,12 +28,13 @@ and handed back to the same encoding query.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import psycopg
 import shapely
 
 from geo.db.generation import Cache
-from geo.db.rows import band_sql, valid_at
+from geo.db.rows import band_sql, one, valid_at, value
 from geo.tiles.maths import BUFFER, EXTENT, gcj02_source_box, small_sizes, to_gcj02
 from geo.units import levels
 
@@ -62,7 +63,7 @@ def _encode_sql(level: str, geom: str, source: str) -> str:
 
 
 def _selection(level: str, as_of: datetime | None, box_sql: str, z: int, x: int,
-               y: int) -> tuple[str, list, list]:
+               y: int) -> tuple[str, list[Any], list[Any]]:
     """A WHERE clause picking the units of `level` valid at `as_of` whose bounding box meets
     `box_sql` (a 4326 geometry) and that are not too small to see at this zoom; the
     parameters before the box's, and those after it."""
@@ -88,11 +89,10 @@ def render(conn: psycopg.Connection, level: str, z: int, x: int, y: int, *,
     settle(conn)
     if datum == "gcj02":
         return _render_gcj02(conn, level, z, x, y, as_of)
-    row = conn.execute(*tile_query(level, z, x, y, as_of)).fetchone()
-    return bytes(row[0] or b"")
+    return bytes(value(conn, *tile_query(level, z, x, y, as_of)) or b"")
 
 
-def tile_selection(level: str, z: int, x: int, y: int, as_of: datetime | None = None) -> tuple[str, list]:
+def tile_selection(level: str, z: int, x: int, y: int, as_of: datetime | None = None) -> tuple[str, list[Any]]:
     """The WHERE clause (on unit_version v) and its parameters: the units a WGS84 tile draws.
     The tile's envelope, with its buffer, is transformed to EPSG:4326 once, so `&&` on the
     stored geometry uses the GiST index; only the units found are projected."""
@@ -101,13 +101,13 @@ def tile_selection(level: str, z: int, x: int, y: int, as_of: datetime | None = 
     return where, [*before, z, x, y, BUFFER / EXTENT, *after]
 
 
-def tile_query(level: str, z: int, x: int, y: int, as_of: datetime | None = None) -> tuple[str, list]:
+def tile_query(level: str, z: int, x: int, y: int, as_of: datetime | None = None) -> tuple[str, list[Any]]:
     """The one query (and its parameters) that builds a WGS84 tile."""
     where, params = tile_selection(level, z, x, y, as_of)
     return _encode_sql(level, "v.geom", f"unit_version v WHERE {where}"), [level, z, x, y, *params]
 
 
-def _render_gcj02(conn, level: str, z: int, x: int, y: int, as_of: datetime | None) -> bytes:
+def _render_gcj02(conn: psycopg.Connection, level: str, z: int, x: int, y: int, as_of: datetime | None) -> bytes:
     where, params, small = _selection(level, as_of, "ST_MakeEnvelope(%s, %s, %s, %s, 4326)", z, x, y)
     rows = conn.cursor(binary=True).execute(  # binary: no hex text for the WKB, either way
         f"SELECT v.id, ST_AsBinary(v.geom) FROM unit_version v WHERE {where}",
@@ -118,8 +118,7 @@ def _render_gcj02(conn, level: str, z: int, x: int, y: int, as_of: datetime | No
     moved = to_gcj02(shapely.from_wkb([r[1] for r in rows]))
     source = "unnest(%b::bigint[], %b::bytea[]) AS s(vid, wkb) JOIN unit_version v ON v.id = s.vid"
     sql = _encode_sql(level, "ST_GeomFromWKB(s.wkb, 4326)", source)
-    row = conn.execute(sql, [level, z, x, y, [r[0] for r in rows], list(shapely.to_wkb(moved))]).fetchone()
-    return bytes(row[0] or b"")
+    return bytes(value(conn, sql, [level, z, x, y, [r[0] for r in rows], list(shapely.to_wkb(moved))]) or b"")
 
 
 
@@ -135,8 +134,9 @@ def level_state(conn: psycopg.Connection, level: str) -> str:
     after a commit, and always before the tile it labels is read, so a tile is never
     labelled with a state older than its own."""
     def count() -> str:
-        versions, closed = conn.execute(
-            "SELECT count(*), count(valid_to) FROM unit_version WHERE level = %s", [level]).fetchone()
-        return f"{versions}.{closed}"
+        row = one(conn, "SELECT count(*) AS versions, count(valid_to) AS closed FROM unit_version WHERE level = %s",
+                  [level])
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        return f"{row['versions']}.{row['closed']}"
 
     return _states.get(conn, level, count)

@@ -36,7 +36,8 @@ def open_change_set(conn: psycopg.Connection, kind: str, actor: object, note: st
 
 def now(conn: psycopg.Connection) -> datetime:
     """The transaction's time: every version a write opens or closes carries it."""
-    return value(conn, "SELECT now()")  # type: ignore[no-any-return]
+    at: datetime = value(conn, "SELECT now()")
+    return at
 
 
 def any_stored(conn: psycopg.Connection, level: str) -> bool:

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import shapely
 from psycopg.pq import TransactionStatus
 
 from geo.db import generation
@@ -217,6 +216,15 @@ def intersecting(conn: psycopg.Connection, level: str, community_id: int, geom: 
                       [community_id, ewkb(geom)])
 
 
+def state_at(conn: psycopg.Connection, when: datetime) -> tuple[int, int]:
+    """The boundaries as they stood at `when`, as the newest change set made by then and how many
+    were (0, 0 before the first): equal pairs, equal boundaries."""
+    row = one(conn, "SELECT coalesce(max(id), 0) AS last, count(*) AS n FROM change_set WHERE created_at <= %s",
+              [when])
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return int(row["last"]), int(row["n"])
+
+
 def locator(conn: psycopg.Connection, as_of: datetime | None = None) -> Locator:
     """A Locator over the boundaries stored now (or valid at `as_of`), read in one snapshot."""
     time_filter = "valid_to IS NULL" if as_of is None else \
@@ -226,16 +234,13 @@ def locator(conn: psycopg.Connection, as_of: datetime | None = None) -> Locator:
         if idle:  # one snapshot for the generation and the rows
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         stamp = generation.current(conn)
-        rows = conn.execute(
-            f"SELECT level, unit_id, code, name, version, {', '.join(CHAIN_COLUMNS)}, ST_AsBinary(geom) "
+        rows = dicts(
+            conn,
+            f"SELECT level, unit_id, code, name, version, {', '.join(CHAIN_COLUMNS)}, ST_AsBinary(geom) AS wkb "
             f"FROM unit_version WHERE {time_filter}",
             {"t": as_of},
-        ).fetchall()
+        )
     by_level: dict[str, list[dict[str, Any]]] = {level: [] for level in levels.LEVELS}
-    wkb = [bytes(r[-1]) for r in rows]
-    geoms = shapely.from_wkb(wkb) if wkb else []
-    for row, geom in zip(rows, geoms, strict=True):
-        rec = {"unit_id": row[1], "code": row[2], "name": row[3], "version": row[4], "geom": geom}
-        rec.update(zip(CHAIN_COLUMNS, row[5:-1], strict=True))
-        by_level[row[0]].append(rec)
+    for rec in with_geoms(rows):
+        by_level[rec.pop("level")].append(rec)
     return Locator(by_level, generation=stamp if as_of is None else None)

@@ -20,8 +20,9 @@ def first_active(conn: psycopg.Connection, role: str, unit_id: int | None) -> in
     """The first active worker of `role` attached to a unit (None when there is none)."""
     if not unit_id:
         return None
-    return value(conn, "SELECT id FROM worker WHERE active AND role = %s AND unit_id = %s ORDER BY id LIMIT 1",
-                 [role, unit_id])  # type: ignore[no-any-return]
+    found: int | None = value(
+        conn, "SELECT id FROM worker WHERE active AND role = %s AND unit_id = %s ORDER BY id LIMIT 1", [role, unit_id])
+    return found
 
 
 def get(conn: psycopg.Connection, worker_id: int) -> dict[str, Any] | None:
@@ -36,8 +37,9 @@ def of_unit(conn: psycopg.Connection, unit_id: int, *, viewer: Identity) -> list
 
 def unit_level(conn: psycopg.Connection, unit_id: int) -> str | None:
     """The level of a current unit (None when there is no such current unit)."""
-    return value(conn, "SELECT level FROM unit_version WHERE unit_id = %s AND valid_to IS NULL",  # type: ignore[no-any-return]
-                 [unit_id])
+    level: str | None = value(conn, "SELECT level FROM unit_version WHERE unit_id = %s AND valid_to IS NULL",
+                              [unit_id])
+    return level
 
 
 def insert(conn: psycopg.Connection, name: str, role: str, unit_id: int, phone: str | None) -> dict[str, Any]:

@@ -42,7 +42,7 @@ _BOOKKEEPING = {"unit_id", "id", "level", "version", "valid_from", "valid_to", *
 
 def _layer(path: Path, level: str, layer: str | None) -> str | None:
     try:
-        layers = [name for name, _ in pyogrio.list_layers(path)]
+        layers: list[str] = [name for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises DataSourceError and others
         raise InvalidInput(f"cannot read {path.name}: {exc}") from None
     if layer:
@@ -102,7 +102,7 @@ def read_frame(path: str | Path, level: str, crs_text: str | None = None,
     return frame, crsmod.name(source)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A JSON-friendly Python value from a pandas cell, or None for missing."""
     if value is None:
         return None
@@ -117,7 +117,7 @@ def _plain(value):
     return value
 
 
-def _count(value, field: str, label: str) -> int | None:
+def _count(value: Any, field: str, label: str) -> int | None:
     value = _plain(value)
     if value is None or value == "":
         return None
@@ -130,7 +130,7 @@ def _count(value, field: str, label: str) -> int | None:
     return int(number)
 
 
-def _code_text(value) -> str:
+def _code_text(value: Any) -> str:
     """A code as text; a numeric column read as float loses its '.0'."""
     value = _plain(value)
     text = "" if value is None else str(value).strip()

@@ -42,7 +42,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 continue
             props = feature.get("properties") or {}
             props = dict(props) if isinstance(props, dict) else {"_problem": "properties must be an object"}
-            geom = feature.get("geometry") if isinstance(feature.get("geometry"), dict) else {}
+            geometry = feature.get("geometry")
+            geom = geometry if isinstance(geometry, dict) else {}
             coords = geom.get("coordinates")
             if geom.get("type") == "Point" and isinstance(coords, list) and len(coords) >= 2:
                 props["lon"], props["lat"] = coords[:2]

@@ -30,7 +30,7 @@ def generate(locator: Locator, n: int, start: datetime, end: datetime, seed: int
     end = end.astimezone(UTC).replace(tzinfo=None)
     codes = np.array(list(CATEGORIES))
     share = np.array([v[0] for v in CATEGORIES.values()])
-    hours_by_code = dict((k, v[1]) for k, v in CATEGORIES.items())
+    hours_by_code = {k: v[1] for k, v in CATEGORIES.items()}
     category = codes[rng.choice(len(codes), n, p=share / share.sum())]
     # when: a day of the window, an hour of Beijing time (UTC+8) by the daily rhythm
     first_midnight = (start + timedelta(hours=8)).replace(hour=0, minute=0, second=0, microsecond=0) \

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 
 SNAP_M = 0.01  # a point within 1 cm of a unit it is not inside still belongs to it
@@ -33,8 +35,10 @@ MAX_CELLS = 6_000_000  # per level; cells grow beyond the target size to stay un
 _A = 6378137.0
 _E2 = 0.00669437999014
 
+_Lat = TypeVar("_Lat", npt.NDArray[np.float64], np.float64)  # latitudes, or one latitude
 
-def metres_per_degree(lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def metres_per_degree(lat: _Lat) -> tuple[_Lat, _Lat]:
     """Metres per degree of longitude and of latitude at `lat` (WGS84 ellipsoid)."""
     phi = np.radians(lat)
     w = 1.0 - _E2 * np.sin(phi) ** 2
@@ -288,7 +292,7 @@ class LevelIndex:
         return result
 
     # -- one point at a time: plain Python on a few edges beats numpy's per-call cost ------------
-    def _edges(self, unit: int):
+    def _edges(self, unit: int) -> tuple[list[float], list[float], list[float], list[float]]:
         e0, e1 = int(self.edge_ptr[unit]), int(self.edge_ptr[unit + 1])
         return (self.ex0[e0:e1].tolist(), self.ey0[e0:e1].tolist(),
                 self.ex1[e0:e1].tolist(), self.ey1[e0:e1].tolist())
@@ -308,7 +312,8 @@ class LevelIndex:
         if label == -1:
             return []
         k = -label - 2
-        return self.cand[int(self.cand_ptr[k]):int(self.cand_ptr[k + 1])].tolist()
+        units: list[int] = self.cand[int(self.cand_ptr[k]):int(self.cand_ptr[k + 1])].tolist()
+        return units
 
     def lookup_one(self, x: float, y: float) -> int:
         """`lookup` for a single point (same rule, same answer)."""
@@ -327,7 +332,7 @@ class LevelIndex:
                 continue
             xa, ya, xb, yb = self._edges(unit)
             crossings = 0
-            for x0, y0, x1, y1 in zip(xa, ya, xb, yb):
+            for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True):
                 if (y0 <= y) != (y1 <= y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
                     crossings += 1
             if crossings % 2:
@@ -335,7 +340,7 @@ class LevelIndex:
             elif self.snap_m:
                 d = min(_segment_distance_one((x - x0) * per_lon, (y - y0) * per_lat,
                                               (x1 - x0) * per_lon, (y1 - y0) * per_lat)
-                        for x0, y0, x1, y1 in zip(xa, ya, xb, yb))
+                        for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True))
                 if d <= self.snap_m:
                     near.append((d, int(self.code_rank[unit]), unit))
         if inside:
@@ -350,7 +355,7 @@ class LevelIndex:
         per_lon, per_lat = (float(v) for v in metres_per_degree(np.float64(y)))
         xa, ya, xb, yb = self._edges(unit)
         return min(_segment_distance_one((x - x0) * per_lon, (y - y0) * per_lat, (x1 - x0) * per_lon,
-                                         (y1 - y0) * per_lat) for x0, y0, x1, y1 in zip(xa, ya, xb, yb))
+                                         (y1 - y0) * per_lat) for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True))
 
     def near_one(self, x: float, y: float, radius_m: float, exclude: int) -> list[int]:
         if self.nx == 0 or radius_m <= 0:
@@ -447,7 +452,7 @@ class LevelIndex:
         if len(pts_a):
             d = self.distance_to_boundary(x[pts_a], y[pts_a], units_a)
             within = d <= radius_m
-            for p, u in zip(pts_a[within].tolist(), units_a[within].tolist()):
+            for p, u in zip(pts_a[within].tolist(), units_a[within].tolist(), strict=True):
                 found[p].append(u)
         return found
 
@@ -458,9 +463,10 @@ def _segment_distance_one(px: float, py: float, dx: float, dy: float) -> float:
     return math.hypot(px - t * dx, py - t * dy)
 
 
-def _segment_distance(px, py, dx, dy) -> np.ndarray:
+def _segment_distance(px: np.ndarray, py: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Distance from points (px, py) to segments from the origin to (dx, dy), same units."""
     length2 = dx * dx + dy * dy
     t = np.where(length2 > 0, (px * dx + py * dy) / np.where(length2 > 0, length2, 1.0), 0.0)
     t = np.clip(t, 0.0, 1.0)
-    return np.hypot(px - t * dx, py - t * dy)
+    distance: np.ndarray = np.hypot(px - t * dx, py - t * dy)
+    return distance

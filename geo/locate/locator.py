@@ -9,6 +9,7 @@ holds the point. The boundary rule of each level is geo/locate/index.py's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Locator:
 
     CHAIN_ORDER = ("neighbourhood", "grid", "community", "street")
 
-    def __init__(self, rows_by_level: dict[str, list[dict]], generation: int | None = None):
+    def __init__(self, rows_by_level: dict[str, list[dict[str, Any]]], generation: int | None = None):
         self.generation = generation
         self.units: dict[str, Units] = {}
         self.indexes: dict[str, LevelIndex] = {}

@@ -11,6 +11,7 @@ the area exactly and neighbours share their edges vertex for vertex.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ class Feature:
     """A compound or building given to the partitioner (metric geometry)."""
 
     code: str
-    geom: object
+    geom: shapely.Geometry
     households: int = 0
     compound: str | None = None  # for a building: the compound it lies in
     name: str = ""
@@ -39,17 +40,17 @@ class Atom:
     key: str
     kind: str  # compound | block | building | unit
     households: int
-    territory: object
+    territory: shapely.Geometry
     compound: str | None
     members: list[str] = field(default_factory=list)  # building codes
-    anchors: list = field(default_factory=list)  # points of its buildings: where it must stay
+    anchors: list[shapely.Geometry] = field(default_factory=list)  # points of its buildings: where it must stay
 
 
 class Infeasible(ValueError):
     """The band cannot be met at all (e.g. fewer households than the floor)."""
 
 
-def polygonal(geom):
+def polygonal(geom: shapely.Geometry | None) -> shapely.Geometry:
     """Only the polygons of a geometry (drop lines and points from overlay results)."""
     if geom is None or geom.is_empty:
         return shapely.Polygon()
@@ -81,7 +82,7 @@ def _wall_points(geoms: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndar
     return xy[first], own[first]
 
 
-def _building_territories(area, buildings: list[Feature]) -> list:
+def _building_territories(area: shapely.Geometry, buildings: list[Feature]) -> list[shapely.Geometry]:
     """Split `area` among buildings: each gets the land nearer to its walls than to others'."""
     if len(buildings) == 1:
         return [area]
@@ -98,7 +99,8 @@ def _building_territories(area, buildings: list[Feature]) -> list:
     return out
 
 
-def _open_blocks(outline, covered, roads: list) -> list:
+def _open_blocks(outline: shapely.Geometry, covered: shapely.Geometry | None,
+                 roads: list[shapely.Geometry]) -> list[shapely.Geometry]:
     """Land of `outline` outside the compounds, cut into blocks by roads."""
     rest = polygonal(shapely.difference(outline, covered)) if covered is not None else outline
     if rest.is_empty or rest.area < 1.0:
@@ -113,12 +115,12 @@ def _open_blocks(outline, covered, roads: list) -> list:
     return [f for f in faces if _width(f) > SLIVER_WIDTH_M and rest.contains(f.point_on_surface())]
 
 
-def _width(geom) -> float:
+def _width(geom: shapely.Geometry) -> float:
     """Mean width of a polygon (twice its area over its perimeter)."""
     return 2 * geom.area / geom.length if geom.length else 0.0
 
 
-def union_find(n: int):
+def union_find(n: int) -> tuple[Callable[[int], int], Callable[[int, int], None]]:
     """find(i) -> the representative of i's set; join(i, j) merges two sets."""
     parent = list(range(n))
 
@@ -134,11 +136,11 @@ def union_find(n: int):
     return find, join
 
 
-def _probe(geom):
+def _probe(geom: shapely.Geometry) -> shapely.Geometry:
     return geom if geom.geom_type == "Point" else geom.point_on_surface()
 
 
-def _cell_groups(region, cells: list[Feature], inside: list[Feature]) -> list[Atom]:
+def _cell_groups(region: shapely.Geometry, cells: list[Feature], inside: list[Feature]) -> list[Atom]:
     """Atoms of an opened compound drawn from its existing small units (cells): cells that
     one building spans go together, so neither the buildings nor the cells are cut. Land of
     the compound outside every cell becomes atoms without households."""
@@ -175,14 +177,14 @@ def _cell_groups(region, cells: list[Feature], inside: list[Feature]) -> list[At
     return atoms
 
 
-def make_atoms(outline, compounds: list[Feature], buildings: list[Feature], roads: list,
-               ceiling: int, cells: list[Feature] | None = None) -> list[Atom]:
+def make_atoms(outline: shapely.Geometry, compounds: list[Feature], buildings: list[Feature],
+               roads: list[shapely.Geometry], ceiling: int, cells: list[Feature] | None = None) -> list[Atom]:
     """The atoms of `outline` (see the module docstring); their territories tile it.
 
     `cells` are existing small units (small neighbourhoods) inside compounds: when given,
     an opened compound is cut along them rather than by a Voronoi diagram of its buildings."""
     compounds = [c for c in compounds if not c.geom.is_empty]
-    regions: list[tuple[str, str, object, int | None]] = []  # key, kind, polygon, own households
+    regions: list[tuple[str, str, shapely.Geometry, int | None]] = []  # key, kind, polygon, own households
     for c in compounds:
         geom = polygonal(shapely.intersection(c.geom, outline))
         if geom.area > 0.01:
@@ -219,12 +221,12 @@ def make_atoms(outline, compounds: list[Feature], buildings: list[Feature], road
                 atom.compound = key
                 atoms.append(atom)
             continue
-        for b, terr in zip(inside, _building_territories(geom, inside)):
+        for b, terr in zip(inside, _building_territories(geom, inside), strict=True):
             atoms.append(Atom(b.code, "building", int(b.households), terr, key, [b.code], [_probe(b.geom)]))
     return noded(outline, atoms)
 
 
-def noded(outline, atoms: list[Atom]) -> list[Atom]:
+def noded(outline: shapely.Geometry, atoms: list[Atom]) -> list[Atom]:
     """Re-draw every territory from one noded arrangement of all their edges, so that
     neighbours share their edges vertex for vertex and the union is exactly `outline`."""
     terr = np.array([a.territory for a in atoms], dtype=object)
@@ -261,18 +263,18 @@ def noded(outline, atoms: list[Atom]) -> list[Atom]:
             shared = shapely.length(shapely.intersection(bounds[f], bounds[cands]))
             if shared.max() > 0:
                 owner[f] = owner[cands[int(np.argmax(shared))]]
-    terr = [shapely.coverage_union_all(faces[owner == i]) if np.any(owner == i) else None
-            for i in range(len(atoms))]
-    _one_piece(atoms, terr)
+    drawn = [shapely.coverage_union_all(faces[owner == i]) if np.any(owner == i) else None
+             for i in range(len(atoms))]
+    _one_piece(atoms, drawn)
     out = []
-    for atom, t in zip(atoms, terr):
+    for atom, t in zip(atoms, drawn, strict=True):
         if t is not None and not t.is_empty:
             atom.territory = t
             out.append(atom)
     return out
 
 
-def _one_piece(atoms: list[Atom], terr: list) -> None:
+def _one_piece(atoms: list[Atom], terr: list[shapely.Geometry | None]) -> None:
     """Make every territory one polygon where it can be: a territory clipped into several
     pieces (a Voronoi cell cut by a bend in a road, a rounding crumb) keeps the piece with
     its buildings (or its largest) and hands each other piece to the neighbour sharing the

@@ -12,7 +12,10 @@ parent, in a local metric CRS. Areas below 1 m² are rounding, not problems.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pyproj
 import shapely
 
 from geo.coords import crs
@@ -22,12 +25,13 @@ from geo.units.containment import CONTAINMENT_TOLERANCE_M
 MIN_AREA_M2 = 1.0
 
 
-def _point(geom_m, metric) -> list[float]:
+def _point(geom_m: shapely.Geometry, metric: pyproj.CRS) -> list[float]:
     p = crs.transform(np.array([geom_m.representative_point()], dtype=object), metric, crs.WGS84)[0]
     return [round(p.x, 7), round(p.y, 7)]
 
 
-def feature(problem: str, level: str, geom_m, metric, message: str, **props) -> dict:
+def feature(problem: str, level: str, geom_m: shapely.Geometry, metric: pyproj.CRS, message: str,
+            **props: Any) -> dict[str, Any]:
     geom = crs.transform(np.array([geom_m], dtype=object), metric, crs.WGS84)[0]
     return {
         "type": "Feature",
@@ -37,10 +41,10 @@ def feature(problem: str, level: str, geom_m, metric, message: str, **props) -> 
     }
 
 
-def per_unit(lv, rows, geoms_m, metric) -> list[dict]:
+def per_unit(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: pyproj.CRS) -> list[dict[str, Any]]:
     out = []
     band = levels.HOUSEHOLD_BANDS.get(lv)
-    for r, g in zip(rows, geoms_m):
+    for r, g in zip(rows, geoms_m, strict=True):
         hh = r["households"]
         if band and hh is not None and not band[0] <= hh <= band[1]:
             side = "below" if hh < band[0] else "above"
@@ -55,7 +59,8 @@ def per_unit(lv, rows, geoms_m, metric) -> list[dict]:
     return out
 
 
-def siblings(lv, rows, geoms_m, metric, idx, parent, parent_m) -> list[dict]:
+def siblings(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: pyproj.CRS, idx: list[int],
+             parent: dict[str, Any] | None, parent_m: shapely.Geometry | None) -> list[dict[str, Any]]:
     out = []
     geoms = geoms_m[idx]
     codes_ = [rows[i]["code"] for i in idx]
@@ -66,7 +71,7 @@ def siblings(lv, rows, geoms_m, metric, idx, parent, parent_m) -> list[dict]:
         tree = shapely.STRtree(geoms)
         a, b = tree.query(geoms, predicate="intersects")
         keep = a < b
-        for i, j in zip(a[keep].tolist(), b[keep].tolist()):
+        for i, j in zip(a[keep].tolist(), b[keep].tolist(), strict=True):
             inter = shapely.intersection(geoms[i], geoms[j])
             area = float(shapely.area(inter))
             if area >= MIN_AREA_M2:
@@ -75,6 +80,7 @@ def siblings(lv, rows, geoms_m, metric, idx, parent, parent_m) -> list[dict]:
                                     codes=[codes_[i], codes_[j]], area_m2=round(area, 1)))
     if parent_m is None:
         return out
+    assert parent is not None  # a parent's geometry comes with its row
     pcode = parent["code"]
     # gaps: parent land no child covers
     if levels.BY_NAME[lv].tiles == parent["level"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import shapely
@@ -19,6 +20,8 @@ COST_ROAD = 1.0   # per metre of cut
 COST_WALL = 3.0
 COST_INSIDE = 40.0
 MIN_SHARED_M = 0.05
+
+Measure = TypeVar("Measure", np.ndarray, float)  # one value per part, or one part's
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Graph:
         return xadj, adjncy.astype(np.int64), eweights
 
 
-def build_graph(atoms: list[Atom], roads: list) -> Graph:
+def build_graph(atoms: list[Atom], roads: list[shapely.Geometry]) -> Graph:
     terr = np.array([a.territory for a in atoms], dtype=object)
     n = len(atoms)
     tree = shapely.STRtree(terr)
@@ -65,14 +68,14 @@ def build_graph(atoms: list[Atom], roads: list) -> Graph:
     else:
         on_road = np.zeros(len(shared))
     same = np.array([atoms[i].compound is not None and atoms[i].compound == atoms[j].compound
-                     for i, j in zip(a, b)], dtype=bool)
+                     for i, j in zip(a, b, strict=True)], dtype=bool)
     off_road = np.maximum(length - on_road, 0)
     cost = COST_ROAD * on_road + np.where(same, COST_INSIDE, COST_WALL) * off_road
     guided = np.where(same, on_road, length)
-    neighbours = [[] for _ in range(n)]
-    costs = [[] for _ in range(n)]
-    lengths = [[] for _ in range(n)]
-    for i, j, c, ln in zip(a.tolist(), b.tolist(), cost.tolist(), length.tolist()):
+    neighbours: list[list[int]] = [[] for _ in range(n)]
+    costs: list[list[float]] = [[] for _ in range(n)]
+    lengths: list[list[float]] = [[] for _ in range(n)]
+    for i, j, c, ln in zip(a.tolist(), b.tolist(), cost.tolist(), length.tolist(), strict=True):
         for x, y in ((i, j), (j, i)):
             neighbours[x].append(y)
             costs[x].append(c)
@@ -109,8 +112,9 @@ def components(graph: Graph, members: np.ndarray | None = None) -> list[list[int
     return out
 
 
-def band_penalty(total, lo: int, hi: int):
-    return np.maximum(total - hi, 0) + np.maximum(lo - total, 0)
+def band_penalty(total: Measure, lo: int, hi: int) -> Measure:
+    penalty: Measure = np.maximum(total - hi, 0) + np.maximum(lo - total, 0)
+    return penalty
 
 
 def stays_connected(graph: Graph, part: np.ndarray, node: int) -> bool:
@@ -152,5 +156,6 @@ def part_shapes(graph: Graph, part: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return area, perim
 
 
-def polsby_popper(area, perim):
-    return 4 * math.pi * area / np.maximum(perim, 1e-9) ** 2
+def polsby_popper(area: Measure, perim: Measure) -> Measure:
+    pp: Measure = 4 * math.pi * area / np.maximum(perim, 1e-9) ** 2
+    return pp

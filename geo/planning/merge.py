@@ -73,7 +73,7 @@ def propose(rows: list[dict[str, Any]], level: str, floor: int, ceiling: int) ->
     return groups, notes
 
 
-def merged_geometry(a, b, level: str, label: str):
+def merged_geometry(a: shapely.Geometry, b: shapely.Geometry, level: str, label: str) -> shapely.Geometry:
     """The union of two neighbours. Where they share edges vertex for vertex, the coverage
     union keeps every outer vertex, so the merged unit still matches its other neighbours
     edge for edge; otherwise an ordinary union."""

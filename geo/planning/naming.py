@@ -22,7 +22,8 @@ CodesInUse = Callable[[str, str], set[str]]
 
 def free_codes(level: str, prefix: str, width: int, used: set[str], n: int) -> list[str]:
     """`n` codes prefix+NNN (width digits) not in `used`, lowest first."""
-    out, seq = [], 1
+    out: list[str] = []
+    seq = 1
     while len(out) < n:
         code = f"{prefix}{seq:0{width}d}"
         if code not in used:

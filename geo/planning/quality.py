@@ -13,6 +13,8 @@ max-p regionalisation are judged the same way:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import shapely
@@ -35,7 +37,7 @@ def households_of(parts: np.ndarray, compounds: list[Feature], buildings: list[F
         hit_b, hit_p = tree.query(probes, predicate="intersects")
         owner = np.full(len(buildings), -1)
         owner[hit_b[::-1]] = hit_p[::-1]
-        for b, p in zip(buildings, owner):
+        for b, p in zip(buildings, owner, strict=True):
             if p >= 0:
                 totals[p] += b.households
             if b.compound:
@@ -64,15 +66,16 @@ def _split_count(parts: np.ndarray, features: list[Feature]) -> list[str]:
     return [features[i].code for i in np.flatnonzero(counts > 1)]
 
 
-def new_boundary(parts: np.ndarray, outline):
+def new_boundary(parts: np.ndarray, outline: shapely.Geometry) -> shapely.Geometry:
     """Lines that separate parts (the outline itself excluded)."""
     edges = shapely.union_all(shapely.boundary(parts))
     return shapely.difference(edges, shapely.buffer(outline.boundary, 0.05, quad_segs=2))
 
 
-def measure(parts, outline, band: tuple[int, int], compounds: list[Feature],
-            buildings: list[Feature], roads: list, households: np.ndarray | None = None,
-            dwellings: tuple | None = None) -> dict:
+def measure(parts: Sequence[shapely.Geometry] | np.ndarray, outline: shapely.Geometry, band: tuple[int, int],
+            compounds: list[Feature], buildings: list[Feature], roads: list[shapely.Geometry],
+            households: np.ndarray | None = None,
+            dwellings: tuple[list[Feature], shapely.Geometry] | None = None) -> dict[str, Any]:
     """Every figure of the quality targets, for parts (metric polygons) of `outline`.
 
     `dwellings` = (buildings, entrance lines) for small neighbourhoods: their boundaries run
@@ -153,7 +156,7 @@ TARGETS = {
 }
 
 
-def meets_targets(m: dict) -> list[str]:
+def meets_targets(m: dict[str, Any]) -> list[str]:
     """What a plan misses of the quality targets (empty when it meets all)."""
     missed = []
     if m["out_of_band"]:

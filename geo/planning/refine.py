@@ -5,12 +5,17 @@ compact, then moves that shorten the cut, never leaving the band.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
-from geo.planning.graph import Graph, band_penalty, part_shapes, polsby_popper, stays_connected
+from geo.planning.graph import Graph, Measure, band_penalty, part_shapes, polsby_popper, stays_connected
 
 COMPACT_ENOUGH = 0.5  # Polsby-Popper above which refinement stops lifting a part
 COMPACT_FLOOR = 0.35   # cheaper-cut moves never push a part below this
+
+# accept(u, p, q, dpen, dcut, pp_p, pp_q): whether atom u may move from part p to part q
+Accept = Callable[[int, int, int, float, float, float, float], bool]
 
 
 class _State:
@@ -22,10 +27,10 @@ class _State:
         self.area, self.perim = part_shapes(graph, self.part, k)
         self.size = np.bincount(self.part, minlength=k)
 
-    def pen(self, t):
+    def pen(self, t: Measure) -> Measure:
         return band_penalty(t, self.lo, self.hi)
 
-    def effect(self, u: int, q: int):
+    def effect(self, u: int, q: int) -> tuple[float, float, float, float, float, float]:
         """(penalty change, cut change, new PP of the old part, new PP of q) if u moves to q."""
         g, p, w = self.g, self.part[u], self.w[u]
         nbr_parts = self.part[g.neighbours[u]]
@@ -41,7 +46,7 @@ class _State:
         pp_q = polsby_popper(self.area[q] + g.area[u], perim_q)
         return dpen, dcut, float(pp_p), float(pp_q), perim_p, perim_q
 
-    def pp(self, p) -> float:
+    def pp(self, p: int) -> float:
         return float(polsby_popper(self.area[p], self.perim[p]))
 
     def can_leave(self, u: int) -> bool:
@@ -63,7 +68,7 @@ class _State:
         return set(self.part[self.g.neighbours[u]].tolist()) - {p}
 
 
-def _near_bad(st: _State, bad: set[int]):
+def _near_bad(st: _State, bad: set[int]) -> Iterator[tuple[int, int, set[int]]]:
     """(atom, its part, neighbouring parts) for atoms with households in or next to a part
     outside the band."""
     for u in range(st.g.n):
@@ -82,7 +87,7 @@ def _balance(st: _State, max_moves: int) -> None:
         if not bad:
             return
         best = None
-        for u, p, others in _near_bad(st, bad):
+        for u, _p, others in _near_bad(st, bad):
             for q in others:
                 dpen, dcut, pp_p, pp_q, perim_p, perim_q = st.effect(u, q)
                 if dpen >= 0:
@@ -159,7 +164,7 @@ def _diffuse(st: _State) -> bool:
     return moved
 
 
-def _sweep(st: _State, accept, passes: int) -> None:
+def _sweep(st: _State, accept: Accept, passes: int) -> None:
     """Passes over all atoms, making the first move to a neighbouring part that `accept`s."""
     for _ in range(passes):
         moved = 0
@@ -174,6 +179,47 @@ def _sweep(st: _State, accept, passes: int) -> None:
                 break
         if not moved:
             return
+
+
+def _lift_least_compact(st: _State) -> bool:
+    """One move that lifts the least compact part it can: of the three least compact parts
+    below COMPACT_ENOUGH, worst first, the first that has a helpful move gets its best one.
+    True if an atom moved."""
+    pps = polsby_popper(st.area, st.perim)
+    order = np.argsort(pps)
+    for worst in order[:3].tolist():
+        if pps[worst] >= COMPACT_ENOUGH:
+            break
+        best = _best_lift(st, pps, worst)
+        if best is not None:
+            st.move(best[2], best[3], best[4], best[5])
+            return True
+    return False
+
+
+def _best_lift(st: _State, pps: np.ndarray, worst: int) -> tuple[float, float, int, int, float, float] | None:
+    """The best move of an atom out of part `worst`, or into it from a neighbour: the one that
+    raises the lesser Polsby-Popper of the two parts most (by more than 0.005), then the
+    cheapest cut; never raising the band penalty nor disconnecting a part. None if no move
+    helps; else (-gain, cut change, atom, target part, perimeter of its old part, of the new)."""
+    best = None
+    for u in range(st.g.n):
+        p = st.part[u]
+        others = st.frontier(u)
+        if not others or (p != worst and worst not in others):
+            continue
+        for q in ([worst] if p != worst else others):
+            dpen, dcut, pp_p, pp_q, perim_p, perim_q = st.effect(u, q)
+            if dpen > 0:
+                continue
+            before = min(pps[p], pps[q])
+            after = min(pp_p, pp_q)
+            if after <= before + 0.005:
+                continue
+            cand = (-(after - before), dcut, u, q, perim_p, perim_q)
+            if (best is None or cand < best) and st.can_leave(u):
+                best = cand
+    return best
 
 
 def refine(graph: Graph, weights: np.ndarray, part: np.ndarray, k: int, lo: int, hi: int,
@@ -192,43 +238,16 @@ def refine(graph: Graph, weights: np.ndarray, part: np.ndarray, k: int, lo: int,
             break
     # 2. compactness: lift the least compact part while the band holds
     for _ in range(max_moves):
-        pps = polsby_popper(st.area, st.perim)
-        order = np.argsort(pps)
-        improved = False
-        for worst in order[:3].tolist():
-            if pps[worst] >= COMPACT_ENOUGH:
-                break
-            best = None
-            for u in range(graph.n):
-                p = st.part[u]
-                others = st.frontier(u)
-                if not others or (p != worst and worst not in others):
-                    continue
-                for q in ([worst] if p != worst else others):
-                    dpen, dcut, pp_p, pp_q, perim_p, perim_q = st.effect(u, q)
-                    if dpen > 0:
-                        continue
-                    before = min(pps[p], pps[q])
-                    after = min(pp_p, pp_q)
-                    if after <= before + 0.005:
-                        continue
-                    cand = (-(after - before), dcut, u, q, perim_p, perim_q)
-                    if (best is None or cand < best) and st.can_leave(u):
-                        best = cand
-            if best is not None:
-                st.move(best[2], best[3], best[4], best[5])
-                improved = True
-                break
-        if not improved:
+        if not _lift_least_compact(st):
             break
     # 2b. raise the mean: moves that make the two parts more compact together
-    def more_compact(u, p, q, dpen, dcut, pp_p, pp_q):
+    def more_compact(u: int, p: int, q: int, dpen: float, dcut: float, pp_p: float, pp_q: float) -> bool:
         now_p, now_q = st.pp(p), st.pp(q)
         return (dpen <= 0 and pp_p + pp_q > now_p + now_q + 0.01
                 and min(pp_p, pp_q) >= min(COMPACT_FLOOR, now_p, now_q))
 
     # 3. cheaper cuts that keep every part in the band and no less compact than the floor
-    def cheaper(u, p, q, dpen, dcut, pp_p, pp_q):
+    def cheaper(u: int, p: int, q: int, dpen: float, dcut: float, pp_p: float, pp_q: float) -> bool:
         return dcut < -1e-9 and dpen <= 0 and min(pp_p, pp_q) >= min(COMPACT_FLOOR, st.pp(p), st.pp(q))
 
     _sweep(st, more_compact, passes=2)

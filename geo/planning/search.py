@@ -45,7 +45,7 @@ from geo.planning.refine import refine
 
 @dataclass
 class Part:
-    geom: object
+    geom: shapely.Geometry
     households: int
     atoms: list[int]
     buildings: list[str]
@@ -62,6 +62,11 @@ class SplitResult:
     notes: list[str]
 
 
+Score = tuple[float, int, float]  # households outside the band, quality targets missed, cut cost
+# (score, assignment, k, seed, atoms, graph, weights, ceiling) of the best try of a layout
+Candidate = tuple[Score, np.ndarray, int, int, list[Atom], Graph, np.ndarray, int]
+
+
 def _metis(graph: Graph, weights: np.ndarray, k: int, seed: int, contiguous: bool,
            jitter: float = 0.0) -> np.ndarray:
     """METIS k-way partition; `jitter` perturbs edge weights (seeded) so tries differ."""
@@ -76,7 +81,7 @@ def _metis(graph: Graph, weights: np.ndarray, k: int, seed: int, contiguous: boo
         for e, (i, j) in enumerate(graph.pairs.tolist()):
             index[(i, j)] = index[(j, i)] = e
         src = np.repeat(np.arange(graph.n), np.diff(xadj))
-        f = np.array([factor[index[(i, j)]] for i, j in zip(src.tolist(), adjncy.tolist())])
+        f = np.array([factor[index[(i, j)]] for i, j in zip(src.tolist(), adjncy.tolist(), strict=True)])
         eweights = np.maximum(1, np.round(eweights * f)).astype(np.int64)
     # zero-household land (parks, schools) still weighs a little, so METIS spreads it
     vweights = (weights * 100 + 1).astype(np.int64)
@@ -104,11 +109,11 @@ def _make_contiguous(graph: Graph, part: np.ndarray, weights: np.ndarray) -> np.
         for comp in comps[1:]:
             shares: dict[int, float] = {}
             for u in comp:
-                for v, c in zip(graph.neighbours[u].tolist(), graph.costs[u].tolist()):
+                for v, c in zip(graph.neighbours[u].tolist(), graph.costs[u].tolist(), strict=True):
                     if part[v] != p:
                         shares[part[v]] = shares.get(part[v], 0.0) + c
             if shares:
-                q = max(shares, key=shares.get)
+                q = max(shares, key=shares.__getitem__)
                 part[comp] = q
     return part
 
@@ -152,8 +157,8 @@ def part_counts(total: int, lo: int, hi: int) -> list[int]:
     return ks[:4]
 
 
-def split(outline, compounds: list[Feature], buildings: list[Feature], roads: list,
-          band: tuple[int, int], *, parts: int | None = None, seed: int = 0,
+def split(outline: shapely.Geometry, compounds: list[Feature], buildings: list[Feature],
+          roads: list[shapely.Geometry], band: tuple[int, int], *, parts: int | None = None, seed: int = 0,
           tries: int = 8, cells: list[Feature] | None = None) -> SplitResult:
     """Split `outline` into parts inside the household band (see the module docstring).
 
@@ -179,7 +184,7 @@ def split(outline, compounds: list[Feature], buildings: list[Feature], roads: li
     return SplitResult(_parts(atoms, part, weights, k), atoms, part, k, s, cut_cost(graph, part), notes)
 
 
-def _near(roads: list, outline) -> list:
+def _near(roads: list[shapely.Geometry], outline: shapely.Geometry) -> list[shapely.Geometry]:
     """Only the roads that reach into the area (a district's network is large)."""
     if not roads:
         return []
@@ -188,7 +193,9 @@ def _near(roads: list, outline) -> list:
     return list(arr[np.sort(hits)])
 
 
-def _search(outline, compounds, buildings, roads, band, ceiling, parts, seed, tries, cells=None):
+def _search(outline: shapely.Geometry, compounds: list[Feature], buildings: list[Feature],
+            roads: list[shapely.Geometry], band: tuple[int, int], ceiling: int, parts: int | None, seed: int,
+            tries: int, cells: list[Feature] | None = None) -> Candidate:
     lo, hi = band
     atoms = make_atoms(outline, compounds, buildings, roads, ceiling, cells)
     graph = build_graph(atoms, roads)
@@ -201,7 +208,7 @@ def _search(outline, compounds, buildings, roads, band, ceiling, parts, seed, tr
         # as many parts as there are pieces is the smallest deviation
         ks = list(dict.fromkeys(min(k, len(atoms)) for k in part_counts(total, lo, hi)))
     connected = len(components(graph)) == 1
-    best = None
+    best: Candidate | None = None
     runs = 0
     for t in range(tries):
         for k in ks:
@@ -226,7 +233,7 @@ def _search(outline, compounds, buildings, roads, band, ceiling, parts, seed, tr
     return best
 
 
-def _score(graph: Graph, weights: np.ndarray, part: np.ndarray, k: int, lo: int, hi: int) -> tuple:
+def _score(graph: Graph, weights: np.ndarray, part: np.ndarray, k: int, lo: int, hi: int) -> Score:
     """Households outside the band first, then quality targets missed, then the cut cost."""
     tot = np.bincount(part, weights=weights, minlength=k)
     area, perim = part_shapes(graph, part, k)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 BLOCKS_PER_CELL = 3  # an arterial road every this many blocks
+Rec = dict[str, Any]  # a community, compound, row, building, cell or piece as the generator draws it
 
 
 class Names:
@@ -37,7 +38,7 @@ class Lattice:
     """Slightly slanted road lines; blocks are the quadrilaterals between them."""
 
     def __init__(self, rng: np.random.Generator, nx: int, ny: int):
-        def positions(n):
+        def positions(n: int) -> tuple[np.ndarray, np.ndarray]:
             widths = rng.uniform(200, 265, size=n)
             arterial = np.arange(n + 1) % BLOCKS_PER_CELL == 0
             pos = np.concatenate([[0.0], np.cumsum(widths)])
@@ -67,7 +68,8 @@ def bilinear(corners: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     p00, p10, p11, p01 = corners
     u = np.asarray(u)[..., None]
     v = np.asarray(v)[..., None]
-    return (1 - u) * (1 - v) * p00 + u * (1 - v) * p10 + u * v * p11 + (1 - u) * v * p01
+    out: np.ndarray = (1 - u) * (1 - v) * p00 + u * (1 - v) * p10 + u * v * p11 + (1 - u) * v * p01
+    return out
 
 
 def quad(corners: np.ndarray, u0: float, u1: float, v0: float, v1: float) -> np.ndarray:

@@ -48,7 +48,7 @@ def _email(text: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def _number_or_date(match: re.Match) -> str:
+def _number_or_date(match: re.Match[str]) -> str:
     text = match.group(0)
     date = _DATE.match(text)
     if date:  # 2026-11-25 is a date, not a phone number; mask what may follow it
@@ -61,6 +61,11 @@ def mask_text(text: str | None) -> str | None:
     """Free text with the phone numbers, ID numbers and e-mail addresses in it masked."""
     if not text:
         return text
+    return _masked(text)
+
+
+def _masked(text: str) -> str:
+    """`mask_text` of a text that is there."""
     return _NUMBER.sub(_number_or_date, _EMAIL.sub(lambda m: _email(m.group(0)), text))
 
 
@@ -70,7 +75,7 @@ def mask_contact(text: str | None) -> str | None:
     if not text:
         return text
     out = []
-    for token in re.split(r"(\s+)", mask_text(text)):
+    for token in re.split(r"(\s+)", _masked(text)):
         if not token or token.isspace() or "@" in token or any(c.isdigit() for c in token):
             out.append(token)  # masked by mask_text already, or a short number
         else:

@@ -15,6 +15,7 @@ import math
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 
 from geo.coords import datums
@@ -75,13 +76,13 @@ def mercator_bounds(z: int, x: int, y: int, margin: float = 0.0) -> tuple[float,
     return minx, max(miny, -_HALF_WORLD), minx + (1 + 2 * margin) * size, min(maxy, _HALF_WORLD)
 
 
-def mercator_to_lonlat(mx, my):
+def mercator_to_lonlat(mx: npt.ArrayLike, my: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     lon = np.degrees(np.asarray(mx, dtype=float) / 6378137.0)
     lat = np.degrees(2 * np.arctan(np.exp(np.asarray(my, dtype=float) / 6378137.0)) - np.pi / 2)
     return lon, lat
 
 
-def lonlat_to_mercator(lon, lat):
+def lonlat_to_mercator(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     lat = np.clip(np.asarray(lat, dtype=float), -85.06, 85.06)
     mx = np.radians(np.asarray(lon, dtype=float)) * 6378137.0
     my = 6378137.0 * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))
@@ -137,7 +138,8 @@ def to_gcj02(geoms: np.ndarray) -> np.ndarray:
         lon, lat = datums.wgs84_to_gcj02(xy[:, 0], xy[:, 1])
         return np.column_stack([lon, lat])
 
-    return shapely.transform(geoms, shift)
+    moved: np.ndarray = shapely.transform(geoms, shift)
+    return moved
 
 
 def etag(level: str, state: str, *, as_of: datetime | None, datum: str) -> str:

@@ -38,7 +38,7 @@ class Parents:
                    {c: i for i, c in enumerate(unit_codes)})
 
 
-def outside_by(child, parent) -> float:
+def outside_by(child: shapely.Geometry, parent: shapely.Geometry) -> float:
     """How far (m) the child's vertices reach outside the parent."""
     rest = child.difference(parent)
     if rest.is_empty:
@@ -49,7 +49,7 @@ def outside_by(child, parent) -> float:
 
 def inside_with_tolerance(children: np.ndarray, parents_: np.ndarray) -> np.ndarray:
     """True where a child lies inside its parent widened by the 0.5 m tolerance."""
-    inside = shapely.covers(parents_, children)
+    inside: np.ndarray = shapely.covers(parents_, children)
     doubtful = np.flatnonzero(~inside)
     if len(doubtful):
         widened = shapely.buffer(parents_[doubtful], CONTAINMENT_TOLERANCE_M, quad_segs=8)
@@ -63,7 +63,7 @@ def inside_with_tolerance(children: np.ndarray, parents_: np.ndarray) -> np.ndar
     return inside
 
 
-def outside_words(child, parent) -> str:
+def outside_words(child: shapely.Geometry, parent: shapely.Geometry) -> str:
     """'reaches 12.3 m outside' or, for a child covering a hole of its parent, the area."""
     by = outside_by(child, parent)
     if by > CONTAINMENT_TOLERANCE_M:
@@ -99,7 +99,7 @@ def match_parents(children_m: np.ndarray, parents: Parents, explicit: list[str |
         match[todo[single]] = first[single]
         # ambiguous or missed probes: the parent sharing the most area with the child
         for k in np.flatnonzero(~single):
-            i = todo[k]
+            i = int(todo[k])
             cands = tree.query(children_m[i], predicate="intersects")
             if len(cands) == 0:
                 continue
@@ -123,7 +123,7 @@ def match_parents(children_m: np.ndarray, parents: Parents, explicit: list[str |
         # a probe point on a shared edge can fall, by rounding, in the wrong neighbour:
         # those children go to the parent sharing the most area with them
         tree = shapely.STRtree(parents.geoms_m)
-        for i in np.flatnonzero(~inside):
+        for i in np.flatnonzero(~inside).tolist():
             if explicit[i] or children_m[i].geom_type == "Point":
                 continue
             cands = tree.query(children_m[i], predicate="intersects")
@@ -131,7 +131,7 @@ def match_parents(children_m: np.ndarray, parents: Parents, explicit: list[str |
             match[i] = int(cands[int(np.argmax(areas))])
         parent_geoms = parents.geoms_m[match]
         inside = inside_with_tolerance(children_m, parent_geoms)
-    for i in np.flatnonzero(~inside):
+    for i in np.flatnonzero(~inside).tolist():
         raise InvalidInput(
             f"{labels[i]}: {outside_words(children_m[i], parent_geoms[i])} its {parents.level} "
             f"{parents.codes[match[i]]} (allowed: {CONTAINMENT_TOLERANCE_M} m); "

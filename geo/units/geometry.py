@@ -55,7 +55,7 @@ def check_coordinates(geoms: np.ndarray, labels: list[str], area: Area) -> None:
     )
 
 
-def polygons_of(geom) -> MultiPolygon:
+def polygons_of(geom: shapely.Geometry) -> MultiPolygon:
     if isinstance(geom, MultiPolygon):
         return geom
     if isinstance(geom, Polygon):
@@ -67,7 +67,7 @@ def polygons_of(geom) -> MultiPolygon:
     return MultiPolygon(polys)
 
 
-def normalise(geom, level: str, label: str):
+def normalise(geom: shapely.Geometry | None, level: str, label: str) -> shapely.Geometry:
     """A valid MultiPolygon (or a Point for a building), repaired within 0.1 % or refused."""
     if geom is None or geom.is_empty:
         raise InvalidInput(f"{label}: geometry is missing or empty")

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import psycopg
+import pyproj
 import shapely
 
 from geo import settings
@@ -34,7 +36,8 @@ from geo.usecases import incidents
 REPLACEMENTS = ("split", "merge", "redraw")
 
 
-def _parents(conn: psycopg.Connection, level: str, bbox: tuple[float, ...], metric: object) -> containment.Parents:
+def _parents(conn: psycopg.Connection, level: str, bbox: tuple[float, ...],
+             metric: pyproj.CRS) -> containment.Parents:
     rows = unit_writes.parents_near(conn, level, bbox)
     geoms = np.array([r["geom"] for r in rows], dtype=object)
     geoms_m = crs.transform(geoms, crs.WGS84, metric) if rows else geoms
@@ -43,7 +46,7 @@ def _parents(conn: psycopg.Connection, level: str, bbox: tuple[float, ...], metr
 
 
 def _find_parents(conn: psycopg.Connection, level: str, units: list[UnitInput], geoms_m: np.ndarray,
-                  metric: object, bbox: tuple[float, ...], check_codes: bool,
+                  metric: pyproj.CRS, bbox: tuple[float, ...], check_codes: bool,
                   progress: Progress) -> list[dict[str, int | None]]:
     """Each unit's chain of parent ids, every parent found and checked."""
     n = len(units)
@@ -71,7 +74,7 @@ def _find_parents(conn: psycopg.Connection, level: str, units: list[UnitInput], 
 
 
 def _check_children_inside(conn: psycopg.Connection, level: str, unit_ids: list[int], geoms_m: np.ndarray,
-                           labels: list[str], metric: object) -> None:
+                           labels: list[str], metric: pyproj.CRS) -> None:
     position = {uid: k for k, uid in enumerate(unit_ids)}
     for child_level in levels.children(level):
         rows = units.under(conn, child_level, levels.PARENT_COLUMNS[level], unit_ids)
@@ -112,25 +115,7 @@ def write_units(
 
     existing = unit_writes.lock_current(conn, level, [u.code for u in units])
     summary = WriteSummary(change_id)
-    new_idx, changed_idx = [], []
-    for i, unit in enumerate(units):
-        row = existing.get(unit.code)
-        if row is None:
-            new_idx.append(i)
-            continue
-        if "households" in unit.keep:
-            unit.households = row["households"]
-        if "population" in unit.keep:
-            unit.population = row["population"]
-        same = (
-            row["name"] == unit.name and row["households"] == model.count(unit.households)
-            and row["population"] == model.count(unit.population) and row["attributes"] == unit.attributes
-            and {c: row[c] for c in CHAIN_COLUMNS} == chains[i] and model.same_shape(row["geom"], unit.geom)
-        )
-        if same:
-            summary.unchanged.append(row["unit_id"])
-        else:
-            changed_idx.append(i)
+    new_idx, changed_idx = _new_and_changed(units, existing, chains, summary)
     if not new_idx and not changed_idx:
         return summary
 
@@ -139,13 +124,7 @@ def write_units(
                                geoms_m[changed_idx], [labels[i] for i in changed_idx], metric)
     if summary.change_id is None:
         summary.change_id = unit_writes.open_change_set(conn, kind, actor, note)
-    now = unit_writes.now(conn)
-    if valid_from is not None:
-        if changed_idx:
-            raise InvalidInput("a backdated load can only create units, and some of these are stored already")
-        if valid_from > now:
-            raise InvalidInput("valid_from is in the future")
-        now = valid_from
+    now = _effective_from(unit_writes.now(conn), valid_from, bool(changed_idx))
 
     unit_ids = [0] * len(units)
     versions = [1] * len(units)
@@ -167,6 +146,45 @@ def write_units(
     if changed_idx:
         follow(conn, summary.change_id)
     return summary
+
+
+def _new_and_changed(units: list[UnitInput], existing: dict[str, dict[str, Any]],
+                     chains: list[dict[str, int | None]], summary: WriteSummary) -> tuple[list[int], list[int]]:
+    """The positions of the units that are new and of those that change a stored unit; a stored
+    unit that stays as it is goes to `summary.unchanged`. A unit that keeps its stored households
+    or population takes them over here."""
+    new_idx, changed_idx = [], []
+    for i, unit in enumerate(units):
+        row = existing.get(unit.code)
+        if row is None:
+            new_idx.append(i)
+            continue
+        if "households" in unit.keep:
+            unit.households = row["households"]
+        if "population" in unit.keep:
+            unit.population = row["population"]
+        same = (
+            row["name"] == unit.name and row["households"] == model.count(unit.households)
+            and row["population"] == model.count(unit.population) and row["attributes"] == unit.attributes
+            and {c: row[c] for c in CHAIN_COLUMNS} == chains[i] and model.same_shape(row["geom"], unit.geom)
+        )
+        if same:
+            summary.unchanged.append(row["unit_id"])
+        else:
+            changed_idx.append(i)
+    return new_idx, changed_idx
+
+
+def _effective_from(now: datetime, valid_from: datetime | None, changes_stored: bool) -> datetime:
+    """When the written versions take effect: the transaction's time, or `valid_from` for a
+    backdated load (which only creates units, and not in the future)."""
+    if valid_from is None:
+        return now
+    if changes_stored:
+        raise InvalidInput("a backdated load can only create units, and some of these are stored already")
+    if valid_from > now:
+        raise InvalidInput("valid_from is in the future")
+    return valid_from
 
 
 def replace_units(

@@ -18,7 +18,6 @@ import psycopg
 
 from geo.db import generation, pool, units
 from geo.db.connection import database_url
-from geo.db.rows import dicts
 from geo.locate.locator import Locator
 
 PAST_STATES_KEPT = 2
@@ -52,8 +51,11 @@ async def current_async() -> Locator:
     if _gate is None:
         _gate = generation.Gate(database_url)
     latest = await _gate.latest()
-    # built in the worker threads requests run in (anyio's, which the web framework shares)
-    return _fresh(latest) or await anyio.to_thread.run_sync(_rebuild, latest)
+    index = _fresh(latest)
+    if index is None:
+        # built in the worker threads requests run in (anyio's, which the web framework shares)
+        index = await anyio.to_thread.run_sync(_rebuild, latest)
+    return index
 
 
 def _settle() -> None:
@@ -99,9 +101,7 @@ def as_of(when: datetime, conn: psycopg.Connection | None = None) -> Locator:
 
 
 def _as_of(when: datetime, conn: psycopg.Connection) -> Locator:
-    row = dicts(conn, "SELECT coalesce(max(id), 0) AS last, count(*) AS n FROM change_set WHERE created_at <= %s",
-                [when])[0]
-    key = (int(row["last"]), int(row["n"]))
+    key = units.state_at(conn, when)
     with _lock:
         if key in _past:
             _past.move_to_end(key)

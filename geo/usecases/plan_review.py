@@ -94,7 +94,7 @@ def review(conn: psycopg.Connection, plan_id: int) -> dict[str, Any]:
                       "problems": sorted(set(by_code.get(u["code"], []))),
                       "from": flows.get(u["seq"], {}).get("from", {})})
     if plan["kind"] == "merge":
-        for part, merge in zip(parts, metrics.get("merges") or []):
+        for part, merge in zip(parts, metrics.get("merges") or [], strict=False):
             part["polsby_popper"] = merge.get("polsby_popper")
             part["merges"] = {"small": merge.get("small"), "into": merge.get("into"),
                               "households_moved": merge.get("households_moved")}

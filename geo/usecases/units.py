@@ -90,7 +90,7 @@ def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, act
     if not path.exists():
         raise InvalidInput(f"district file not found: {path}; generate one with `gridmap sample`")
     layers = {name for name, _ in pyogrio.list_layers(path)}
-    result = {}
+    result: dict[str, int] = {}
     with connect(url) as conn, conn.transaction():
         change_id = None
         if valid_from is not None:  # the change set says when the boundaries took effect
@@ -102,17 +102,25 @@ def load_district(path: str | Path = SAMPLE_PATH, *, url: str | None = None, act
             found, _ = files.read_units(path, level, layer=level)
             summary = write_units(
                 conn, level, found, kind="load", actor=actor, note=f"district from {path.name}",
-                progress=lambda stage, done, total, lv=level: progress(f"{lv}: {stage}", done, total),
+                progress=_of_level(progress, level),
                 change_id=change_id, valid_from=valid_from,
             )
             change_id = summary.change_id or change_id
-            result[level] = summary.as_dict()["created"] + summary.as_dict()["changed"]
+            result[level] = len(summary.created) + len(summary.changed)
         if "road" in layers:
             result["road"] = roads.load_roads(conn, files.read_roads(path, settings.get().bounds, layer="road"),
                                               change_id)
         if change_id is not None:
             _audit(conn, actor, change_id, {"file": path.name, "district": True, **result})
     return result
+
+
+def _of_level(progress: Progress, level: str) -> Progress:
+    """`progress` with each stage named after the level it is at."""
+    def report(stage: str, done: int, total: int) -> None:
+        progress(f"{level}: {stage}", done, total)
+
+    return report
 
 
 def edit_unit(

@@ -50,5 +50,5 @@ def validate(conn: psycopg.Connection, level: str | None = None, as_of: datetime
     return {"type": "FeatureCollection", "valid": not features, "counts": counts, "features": features}
 
 
-def to_text(report: dict) -> str:
+def to_text(report: dict[str, Any]) -> str:
     return json.dumps(report, ensure_ascii=False)
