@@ -101,7 +101,8 @@ def test_a_rolled_back_commit_leaves_no_audit_row(secured):
         # ...and gone with it, with the change itself
         assert conn.execute("SELECT count(*), max(id) FROM audit_log").fetchone() == before
         assert conn.execute("SELECT status FROM plan WHERE id = %s", [plan["id"]]).fetchone()[0] == "draft"
-        assert conn.execute("SELECT count(*) FROM change_set WHERE id = ANY(%s)", [done["change_ids"]]).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM change_set WHERE id = ANY(%s)",
+                            [done["change_ids"]]).fetchone()[0] == 0
 
 
 def test_incident_intake_and_transitions_are_audited(http, secured):

@@ -231,7 +231,8 @@ def test_after_a_redraw_open_incidents_move_and_closed_ones_keep_their_units(db_
 
     west, east, south, north, mid = 114.300, 114.320, 30.550, 30.570, 114.310
     cell = box(west, south, east, north)
-    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
+    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]),
+              "street")
     load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
               "community")
     load_file(shapes.write(tmp_path / "g.geojson", [
@@ -265,7 +266,8 @@ def test_after_a_redraw_open_incidents_move_and_closed_ones_keep_their_units(db_
         assert kept["grid"]["id"] == old_grid and kept["grid"]["name"] == "东"
         after = client.get("/stats", params={"level": "community", **window}).json()
         assert [u["total"] for u in after["units"]] == [u["total"] for u in before["units"]] == [2]
-        grids = {u["name"]: u["total"] for u in client.get("/stats", params={"level": "grid", **window}).json()["units"]}
+        grids = {u["name"]: u["total"]
+                 for u in client.get("/stats", params={"level": "grid", **window}).json()["units"]}
         assert grids == {"东": 1, "新西": 1}
 
 
@@ -361,7 +363,8 @@ def test_after_a_split_of_a_grid_its_open_incidents_go_to_the_part_holding_them(
     from tests import shapes
 
     cell = box(114.300, 30.550, 114.320, 30.570)
-    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
+    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]),
+              "street")
     load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
               "community")
     load_file(shapes.write(tmp_path / "g.geojson", [

@@ -30,7 +30,7 @@ def test_a_point_in_each_neighbourhood_gets_its_whole_chain(client, sample_url):
     body = [[r[5], r[6]] for r in rows]
     answer = client.post("/locate", json=body).json()
     assert answer["count"] == len(rows) > 2000
-    for r, got in zip(rows, answer["results"]):
+    for r, got in zip(rows, answer["results"], strict=True):
         assert got["inside"]
         assert (got["neighbourhood"], got["street"], got["community"], got["grid"], got["compound"]) == \
             (r[0], r[1], r[2], r[3], r[4])
@@ -74,7 +74,7 @@ def test_random_points_agree_with_postgis_st_covers(client, sample_url):
 def test_units_dictionary_and_get_agree_with_post(client):
     points = [[114.29, 30.54], [114.2951, 30.5432], [110.0, 20.0]]
     batch = client.post("/locate", json=points).json()
-    for (lon, lat), result in zip(points, batch["results"]):
+    for (lon, lat), result in zip(points, batch["results"], strict=True):
         one = client.get("/locate", params={"lon": lon, "lat": lat}).json()
         assert _ids(one) == {lv: result[lv] for lv in LEVELS}
         assert one["grid_boundary_distance_m"] == result["grid_boundary_distance_m"]
@@ -109,7 +109,7 @@ def test_gcj02_and_bd09_reports_land_in_the_grid_of_their_wgs84_original(client,
     naive = client.post("/locate", json=shifted.tolist()).json()["results"]
     assert [r["neighbourhood"] for r in converted] == [r["neighbourhood"] for r in original]
     # read as WGS84, the same reports land hundreds of metres away: mostly in other units
-    assert sum(a["neighbourhood"] != b["neighbourhood"] for a, b in zip(naive, original)) > 250
+    assert sum(a["neighbourhood"] != b["neighbourhood"] for a, b in zip(naive, original, strict=True)) > 250
     one = client.get("/locate", params={"lon": shifted[0, 0], "lat": shifted[0, 1], "crs": crs}).json()
     assert one["neighbourhood"]["id"] == original[0]["neighbourhood"]
     assert one["wgs84"]["lon"] == pytest.approx(wgs[0, 0], abs=1e-9)
@@ -186,7 +186,8 @@ MID_X, MID_Y = 114.310, 30.560
 def _one_community(tmp_path, grids: list[dict]) -> None:
     """A street and a community covering the square, and the given grids in it."""
     cell = box(WEST, SOUTH, EAST, NORTH)
-    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]), "street")
+    load_file(shapes.write(tmp_path / "s.geojson", [{"code": shapes.STREET, "name": "街道", "geometry": cell}]),
+              "street")
     load_file(shapes.write(tmp_path / "c.geojson", [{"code": shapes.COMMUNITY, "name": "社区", "geometry": cell}]),
               "community")
     load_file(shapes.write(tmp_path / "g.geojson", grids), "grid")
@@ -287,7 +288,7 @@ def test_single_point_path_answers_exactly_like_the_batch_path(sample_url):
     batch = index.locate(xs, ys)
     distance = grid.distance_to_boundary(xs, ys, batch["grid"])
     near = grid.near(xs, ys, 20.0, batch["grid"])
-    for i, (x, y) in enumerate(zip(xs.tolist(), ys.tolist())):
+    for i, (x, y) in enumerate(zip(xs.tolist(), ys.tolist(), strict=True)):
         one = index.locate_one(x, y)
         assert one == {lv: int(batch[lv][i]) for lv in LEVELS}, (i, x, y)
         d = grid.distance_one(x, y, one["grid"])
@@ -348,5 +349,5 @@ def test_points_in_an_overlap_go_to_the_lower_code_on_both_paths(overlap_server)
         table = batch["units"]["grid"]
         names = {table["name"][table["id"].index(r["grid"])] for r in batch["results"]}
         assert names == {"甲"}
-        for x, y in zip(xs[:40], ys[:40]):
+        for x, y in zip(xs[:40], ys[:40], strict=True):
             assert _grid_name(client, x, y) == "甲"

@@ -120,7 +120,8 @@ def test_paging_walks_every_feature_once_forward_and_back(client, sample_url):
         if len(pages) == 3:  # an edit in the middle of the walk changes nothing in it
             later = ids[-1]
             unit = client.get(f"/units/{later}").json()
-            assert client.put(f"/units/{later}", json={"version": unit["version"], "name": "改名小区"}).status_code == 200
+            assert client.put(f"/units/{later}",
+                              json={"version": unit["version"], "name": "改名小区"}).status_code == 200
         nxt = _link(body, "next")
         if nxt is None:
             break
@@ -175,7 +176,7 @@ def test_incidents_filter_by_report_time_and_never_carry_contact(client, sample_
         made.append(answer.json())
     everything = _items(client, "incidents")
     assert [f["id"] for f in everything["features"]] == [m["id"] for m in made]
-    for feature, incident in zip(everything["features"], made):
+    for feature, incident in zip(everything["features"], made, strict=True):
         props = feature["properties"]
         assert set(props) == {"id", "category", "category_zh", "state", "channel", "reported_at", "deadline",
                               "overdue", "resolved_at", "closed_at", "unassigned", "handled_at_level",

@@ -2,7 +2,7 @@
 sample district with generated incidents, workers and two stored plans.
 
 Every test fails on any console error, page error or request leaving the machine (see
-tests/maps_browser.py). Counts on the map are checked against the database. Screenshots of
+tests/browser/maps_browser.py). Counts on the map are checked against the database. Screenshots of
 each map are saved to out/screenshots/ (git-ignored), or to GRIDMAP_SCREENSHOTS if set:
 `make screenshots` refreshes the README's pictures in docs/screenshots/.
 """
@@ -26,8 +26,8 @@ from geo.db.incidents import insert_generated
 from geo.incidents import sample as incident_sample
 from geo.locate.index import metres_per_degree
 from geo.usecases import plans
+from tests.browser.maps_browser import MapPage, launch
 from tests.conftest import ROOT, launch_server, stop_server
-from tests.maps_browser import MapPage, launch
 
 SHOTS = Path(os.environ.get("GRIDMAP_SCREENSHOTS") or ROOT / "out" / "screenshots")
 OPEN = ("reported", "assigned", "in_progress")
@@ -153,8 +153,10 @@ def test_overview_draws_every_level_and_a_click_shows_the_unit_with_its_parents(
     target = page.js("""() => {
         const box = gridmap.map.getContainer().getBoundingClientRect();
         for (const [id, layer] of Object.entries(gridmap.units.grid.byId)) {
-            const f = layer.feature.properties, p = gridmap.map.latLngToContainerPoint(gridmap.latLng(f.lp[0], f.lp[1]));
-            if (p.x > 450 && p.x < 900 && p.y > 250 && p.y < 650) return {id: f.id, x: p.x + box.left, y: p.y + box.top};
+            const f = layer.feature.properties;
+            const p = gridmap.map.latLngToContainerPoint(gridmap.latLng(f.lp[0], f.lp[1]));
+            if (p.x > 450 && p.x < 900 && p.y > 250 && p.y < 650)
+                return {id: f.id, x: p.x + box.left, y: p.y + box.top};
         }
     }""")
     page.page.mouse.click(target["x"], target["y"])
@@ -247,7 +249,8 @@ def test_big_levels_are_drawn_from_vector_tiles(open_map, db, app_url):
     assert page.page.locator(".leaflet-pane.leaflet-gm-fill-neighbourhood-pane path").count() > 0
     # labels of tile levels come from the labels endpoint as the view moves
     page.js("void gridmap.map.setZoom(18, {animate: false})")
-    page.wait("gridmap.labelLevel === 'neighbourhood' && document.querySelectorAll('.gm-label-neighbourhood').length > 0")
+    page.wait("gridmap.labelLevel === 'neighbourhood' && "
+              "document.querySelectorAll('.gm-label-neighbourhood').length > 0")
 
     # any level can be forced to tiles: the grids then come from /tiles as well
     forced = open_map("/maps/overview?tiles_above=100")
@@ -273,7 +276,8 @@ def _where(states=OPEN, category=None, since=None) -> tuple[str, list]:
 
 def _cluster_total(page: MapPage) -> int:
     """Incidents on screen: the numbers on the cluster icons plus the single markers."""
-    return page.js("""Array.from(document.querySelectorAll('.gm-cluster span')).reduce((s, e) => s + Number(e.textContent), 0)
+    return page.js("""Array.from(document.querySelectorAll('.gm-cluster span'))
+                          .reduce((s, e) => s + Number(e.textContent), 0)
                       + document.querySelectorAll('.leaflet-marker-pane .gm-inc').length""")
 
 
@@ -410,7 +414,7 @@ def test_plan_map_shows_the_parts_with_their_metrics_beside_the_current_units(op
     assert page.page.locator("path.gm-part").count() == len(parts)
     rows = page.page.locator("tr.gm-part")
     assert rows.count() == len(parts)
-    for k, (seq, code, households) in enumerate(parts):
+    for k, (_seq, code, households) in enumerate(parts):
         text = rows.nth(k).inner_text()
         assert code in text and f"{households:,}" in text
     panel = page.page.locator(".gm-plan").inner_text()

@@ -43,7 +43,9 @@ def busy_url(sample_url) -> str:
         columns = incident_sample.generate(index, 400, now - timedelta(days=30), now, seed=3)
         with conn.transaction():
             insert_generated(conn, index, columns)
-        for incident_id, version in conn.execute("SELECT id, version FROM incident WHERE state IN ('reported', 'assigned') ORDER BY id LIMIT 20").fetchall():
+        for incident_id, version in conn.execute(
+                "SELECT id, version FROM incident WHERE state IN ('reported', 'assigned') "
+                "ORDER BY id LIMIT 20").fetchall():
             incidents.transition(conn, incident_id, "rejected", expected_version=version, actor="test",
                                  note="重复上报")
         _split_oversized(conn, 0)

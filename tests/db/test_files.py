@@ -110,7 +110,8 @@ def test_slightly_invalid_geometry_is_repaired(small, tmp_path):
 def test_child_outside_parent_is_rejected_whole(small, tmp_path):
     row = {"code": shapes.COMMUNITY + "003", "name": "越界网格", "geometry": shapes.rect(300, 0, 430, 100)}
     before = _state(small)
-    with pytest.raises(InvalidInput, match=r"grid 420199001001003\): reaches 30\.0 m outside its community 420199001001"):
+    with pytest.raises(InvalidInput,
+                       match=r"grid 420199001001003\): reaches 30\.0 m outside its community 420199001001"):
         load_file(_grid_file(tmp_path, row), "grid")
     assert _state(small) == before
 

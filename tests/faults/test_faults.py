@@ -398,7 +398,7 @@ def _snapshot(conn) -> dict:
         " FROM incident), (SELECT count(*) FROM incident_event)"
     ).fetchone()
     keys = ("units", "versions", "current", "lineage", "change_sets", "generation", "incidents", "events")
-    return dict(zip(keys, row))
+    return dict(zip(keys, row, strict=True))
 
 
 def _validation(conn) -> dict:

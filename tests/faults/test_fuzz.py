@@ -4,7 +4,7 @@ the schema's coverage phase plus a bounded number of generated ones. Zero server
 (5xx), and every answer is documented: its status, content type, headers and body shape.
 
 Bounded for CI: a fixed seed and FUZZ_EXAMPLES (default 8) generated cases per operation;
-`FUZZ_EXAMPLES=200 pytest tests/test_fuzz.py` digs deeper.
+`FUZZ_EXAMPLES=200 pytest tests/faults/test_fuzz.py` digs deeper.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def test_arrays_convert_like_scalars():
 
 china = st.tuples(st.floats(73.5, 135.0), st.floats(18.0, 53.5))
 # the whole box in which web maps shift coordinates, edges included
-box = st.tuples(st.floats(datums.CHINA_BOX[0], datums.CHINA_BOX[2]), st.floats(datums.CHINA_BOX[1], datums.CHINA_BOX[3]))
+box = st.tuples(st.floats(datums.CHINA_BOX[0], datums.CHINA_BOX[2]),
+                st.floats(datums.CHINA_BOX[1], datums.CHINA_BOX[3]))
 
 
 @settings(max_examples=1000, deadline=None)

@@ -23,7 +23,8 @@ def metric(layers):
     out = {}
     _, m = crsmod.to_metric(layers["street"].geometry.values)
     for name, frame in layers.items():
-        out[name] = frame.set_geometry(crsmod.transform(frame.geometry.values, crsmod.WGS84, m)).set_crs(m, allow_override=True)
+        out[name] = (frame.set_geometry(crsmod.transform(frame.geometry.values, crsmod.WGS84, m))
+                     .set_crs(m, allow_override=True))
     return out
 
 
@@ -71,7 +72,7 @@ def test_children_tile_their_parent_without_gaps_or_overlaps(metric, child, pare
     parents = metric[parent]
     if child == "neighbourhood":  # neighbourhoods tile the compounds people live in
         parents = parents[parents["households"] > 0]
-    for code, geom in zip(parents["code"], parents.geometry):
+    for code, geom in zip(parents["code"], parents.geometry, strict=True):
         mine = kids[kids[key] == code].geometry.values
         assert len(mine), f"{parent} {code} has no {child}"
         union = shapely.union_all(mine)
