@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY geo ./geo
 COPY api ./api
 COPY maps ./maps
+COPY cli ./cli
 COPY data ./data
 RUN pip install --no-cache-dir .
 # the sample district is read from the source tree; keep it next to the installed package

@@ -1,13 +1,17 @@
 # gridmap: two commands on a fresh Debian/Ubuntu machine.
 #   make serve   set up everything, load the sample district, serve http://127.0.0.1:8000
-#   make test    the same set-up, then the whole test suite against a real PostGIS
+#   make test    the same set-up, then lint and the whole test suite against a real PostGIS
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test screenshots install postgis chromium db sample bench bench-locate bench-split bench-tiles bench-mixed clean
+.PHONY: serve test lint test-unit test-db test-api test-browser test-faults screenshots install postgis chromium db \
+	sample bench bench-locate bench-split bench-tiles bench-mixed clean
+
+# the test suite's parts, fastest first: unit needs no PostGIS and runs in seconds
+TEST_PARTS := tests/unit tests/db tests/api tests/browser tests/faults
 
 install: $(BIN)/gridmap
 
@@ -35,7 +39,7 @@ postgis:
 		exit 1; \
 	fi
 
-# Chromium for the map tests (tests/test_maps.py drive it through Playwright), with a CJK font
+# Chromium for the map tests (tests/browser/ drive it through Playwright), with a CJK font
 # so the screenshots they save show the Chinese names.
 chromium:
 	@if [ -x /usr/bin/chromium ] && fc-list :lang=zh 2>/dev/null | grep -q .; then exit 0; fi; \
@@ -55,12 +59,33 @@ serve: db
 	$(BIN)/gridmap init
 	$(BIN)/gridmap serve --host $(HOST) --port $(PORT)
 
-test: db chromium
-	$(BIN)/pytest -q
+test: db chromium lint
+	$(BIN)/pytest -q $(TEST_PARTS)
+
+# the rules of docs/architecture.md: layers and cycles (import-linter), style and complexity (ruff), types (mypy)
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+test-db: db
+	$(BIN)/pytest -q tests/db
+
+test-api: db
+	$(BIN)/pytest -q tests/api
+
+test-browser: db chromium
+	$(BIN)/pytest -q tests/browser
+
+test-faults: db
+	$(BIN)/pytest -q tests/faults
 
 # the README's pictures of the maps, taken by the browser tests
 screenshots: db chromium
-	GRIDMAP_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_maps.py
+	GRIDMAP_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/browser/test_maps.py
 
 sample: install
 	$(BIN)/gridmap sample --seed 7 --output data/boundaries/sample-district.gpkg
