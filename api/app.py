@@ -57,11 +57,11 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (health, units, locate, incidents, open311, plans, ogc, tiles, maps, admin, login):
         app.include_router(module.router)
-    openapi.install(app)
-    app.add_middleware(limits.BodyLimit, limit=limits.max_body_bytes(settings.max_body_mb))
-    # GET /locate is answered by a plain Starlette route placed first (see api/routes/locate.py);
-    # the FastAPI declaration stays for the OpenAPI docs.
+    # GET /locate carries other services' load: a plain Starlette route, placed first, without
+    # FastAPI's per-request machinery; api/routes/locate.py describes it to OpenAPI.
     app.router.routes.insert(0, Route("/locate", locate.locate_fast, methods=["GET"], include_in_schema=False))
+    openapi.install(app, documented=[locate.DOCUMENTATION])
+    app.add_middleware(limits.BodyLimit, limit=limits.max_body_bytes(settings.max_body_mb))
     security.install(app)
     security.check_routes(app)  # every route names the permission it needs (api/security.py)
     return app

@@ -7,6 +7,7 @@ its signature (`who: PlanCaller`, `conn: Conn`, `as_of: AsOf`) and gets it check
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -95,3 +96,24 @@ def encoded_rows(value: object) -> list[dict[str, Any]]:
     """Records (a list of JSON objects) as JSON-ready data, like `encoded`."""
     rows: list[dict[str, Any]] = jsonable_encoder(value)
     return rows
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which slice of a list a request asks for."""
+
+    limit: int
+    offset: int
+
+
+def paging(default: int, maximum: int) -> Any:
+    """A dependency for `limit` (1..maximum, default) and `offset` (0..): one parser for every
+    list that pages by offset. (OGC API collections page by id instead: api/routes/ogc.py.)"""
+
+    def page(limit: int = default, offset: int = 0) -> Page:
+        return Page(limit, offset)
+
+    # the bounds are this call's: given as objects, since this module's annotations are strings
+    page.__annotations__ = {"limit": Annotated[int, Query(ge=1, le=maximum)],
+                            "offset": Annotated[int, Query(ge=0)], "return": Page}
+    return Depends(page)

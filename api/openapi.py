@@ -9,10 +9,12 @@ meet, each with the one error schema.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import BaseRoute
 
 from api.errors import OPEN311_PREFIX
 
@@ -77,13 +79,15 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def install(app: FastAPI) -> None:
-    """Serve the described document at /openapi.json (built once, on first request)."""
+def install(app: FastAPI, documented: Sequence[BaseRoute] = ()) -> None:
+    """Serve the described document at /openapi.json (built once, on first request), with the
+    `documented` routes: descriptions of what plain Starlette routes serve (GET /locate)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document_errors(get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes,
+                title=app.title, version=app.version, description=app.description,
+                routes=[*app.routes, *documented],
             ))
         return app.openapi_schema
 

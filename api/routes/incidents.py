@@ -12,7 +12,18 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Conn, DispatchCaller, ReadCaller, ReportCaller, SpareConn, encoded, encoded_rows, time_of
+from api.deps import (
+    Conn,
+    DispatchCaller,
+    Page,
+    ReadCaller,
+    ReportCaller,
+    SpareConn,
+    encoded,
+    encoded_rows,
+    paging,
+    time_of,
+)
 from api.security import require
 from geo.db import incidents, stats, workers
 from geo.errors import InvalidInput
@@ -74,15 +85,14 @@ def get_incident(incident_id: int, conn: Conn, who: ReadCaller) -> dict[str, Any
 def list_incidents(
     conn: Conn,
     who: ReadCaller,
+    page: Annotated[Page, paging(100, 1000)],
     state: Annotated[str | None, Query()] = None,
     unit_id: Annotated[int | None, Query(description="only incidents in this unit (any level)")] = None,
     unassigned: Annotated[bool | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     selection = incidents.Filter(states=None if state is None else [lifecycle.check_state(state)],
                                  unit_id=unit_id, unassigned=unassigned)
-    total, items = incidents.page(conn, selection, viewer=who, limit=limit, offset=offset)
+    total, items = incidents.page(conn, selection, viewer=who, limit=page.limit, offset=page.offset)
     return {"total": total, "items": jsonable_encoder(items)}
 
 

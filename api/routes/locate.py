@@ -15,6 +15,7 @@ import orjson
 import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import time_of
@@ -91,7 +92,6 @@ def _unit(index: Locator, level: str, i: int) -> dict[str, Any] | None:
             "version": int(units.versions[i])}
 
 
-@router.get("/locate", summary="The units holding one point, with the distance to its grid's boundary")
 async def locate_one(
     lon: Annotated[float, Query(description="longitude (or x in a projected CRS)")],
     lat: Annotated[float, Query(description="latitude (or y in a projected CRS)")],
@@ -107,6 +107,12 @@ async def locate_one(
 
     Served by `locate_fast` below (same parameters, same answers); this declaration documents it."""
     return await _answer_one(lon, lat, crs, as_of, levels_, near)
+
+
+# GET /locate is served once, by `locate_fast` (api/app.py puts it first). This route object is
+# never served: it describes the same parameters and answers to the OpenAPI document.
+DOCUMENTATION = APIRoute("/locate", locate_one, methods=["GET"], tags=["locate"], dependencies=[require("read")],
+                         summary="The units holding one point, with the distance to its grid's boundary")
 
 
 def _number(params: Any, name: str, default: float | None = None) -> float:

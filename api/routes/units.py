@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AsOf, BBoxQuery, Conn, PlanCaller, encoded, encoded_rows
+from api.deps import AsOf, BBoxQuery, Conn, Page, PlanCaller, encoded, encoded_rows, paging
 from api.security import require
 from geo.db import units
 from geo.errors import InvalidInput
@@ -28,13 +28,13 @@ def list_units(
     conn: Conn,
     when: AsOf,
     box: BBoxQuery,
+    page: Annotated[Page, paging(10_000, 100_000)],
     level: Annotated[str, Query(description="street, community, grid, compound, neighbourhood, building")],
     code: Annotated[str | None, Query(description="only the unit with this code")] = None,
     within: Annotated[int | None, Query(description="only units whose chain of parents holds this unit id")] = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     lv = levels.parse_level(level)
+    limit, offset = page.limit, page.offset
     body, total = units.units_geojson(conn, lv, as_of=when, bbox=box, code=code, parent_id=within,
                                       limit=limit, offset=offset)
     headers = {"X-Total-Count": str(total)}
