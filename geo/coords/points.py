@@ -22,12 +22,12 @@ CHINA: Area = (73.0, 3.0, 136.0, 54.0)  # the plausible area unless GRIDMAP_BOUN
 
 
 def inside(x: npt.ArrayLike, y: npt.ArrayLike, area: Area) -> npt.NDArray[np.bool_]:
-    """Where (x, y) lies in the area (and is finite)."""
+    """Where (x, y) lies in the area (NaN and infinities never do: they fail every comparison)."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     minx, miny, maxx, maxy = area
-    finite: npt.NDArray[np.bool_] = np.isfinite(x) & np.isfinite(y)
-    return finite & (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+    found: npt.NDArray[np.bool_] = (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+    return found
 
 
 def latitude_first(x: npt.ArrayLike, y: npt.ArrayLike, area: Area) -> npt.NDArray[np.bool_]:
@@ -35,9 +35,14 @@ def latitude_first(x: npt.ArrayLike, y: npt.ArrayLike, area: Area) -> npt.NDArra
     swapped, or a latitude beyond ±90 that would be a fine longitude with a fine latitude."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    with np.errstate(invalid="ignore"):
-        beyond: npt.NDArray[np.bool_] = (np.abs(y) > 90) & (np.abs(y) <= 180) & (np.abs(x) <= 90)
-    return (~inside(x, y, area) & inside(y, x, area)) | beyond
+    return _latitude_first(x, y, area, inside(x, y, area))
+
+
+def _latitude_first(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], area: Area,
+                    here: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    beyond = (np.abs(y) > 90) & (np.abs(y) <= 180) & (np.abs(x) <= 90)
+    swapped: npt.NDArray[np.bool_] = (~here & inside(y, x, area)) | beyond
+    return swapped
 
 
 def check_points(x: npt.ArrayLike, y: npt.ArrayLike, area: Area, labels: list[str] | None = None) -> None:
@@ -48,16 +53,17 @@ def check_points(x: npt.ArrayLike, y: npt.ArrayLike, area: Area, labels: list[st
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    finite = np.isfinite(x) & np.isfinite(y)
-    with np.errstate(invalid="ignore"):
-        in_range = finite & (np.abs(x) <= 180) & (np.abs(y) <= 90)
-    swapped = latitude_first(x, y, area)
+    here = inside(x, y, area)
+    if here.all():  # the common case, and a cheap one: /locate asks this for every point
+        return
+    in_range = (np.abs(x) <= 180) & (np.abs(y) <= 90)
+    swapped = _latitude_first(x, y, area, here)
     bad = ~in_range | swapped
     if not bad.any():
         return
     i = int(np.flatnonzero(bad)[0])
     label = labels[i] if labels else f"point {i + 1}"
-    if not finite[i]:
+    if not (np.isfinite(x[i]) and np.isfinite(y[i])):
         raise InvalidInput(f"{label}: coordinates must be finite numbers, not ({x[i]}, {y[i]})")
     if swapped[i]:
         raise InvalidInput(

@@ -3,7 +3,7 @@ updates and events, and the re-assignment query a boundary change runs.
 
 Every reader takes the viewer and returns rows as that viewer may see them
 (geo/security/privacy.py): a reporter's contact is never returned unmasked by accident.
-A page of incidents costs the same few queries whatever its size.
+A page of incidents is one query, whatever its size (and one more to count what matches).
 """
 
 from __future__ import annotations
@@ -198,13 +198,14 @@ class Filter:
 
 def page(conn: psycopg.Connection, selection: Filter, *, viewer: Identity, limit: int, offset: int = 0,
          with_total: bool = True) -> tuple[int | None, list[dict[str, Any]]]:
-    """Incidents newest first (and how many match), as `viewer` may see them."""
+    """Incidents newest first (and how many match), as `viewer` may see them: one query for
+    the page, whatever its size (and one to count, when asked)."""
     where, params = selection.where()
     total = value(conn, f"SELECT count(*) FROM incident WHERE {where}", params) if with_total else None
-    ids = [r["id"] for r in dicts(conn, f"SELECT id FROM incident WHERE {where} "
-                                        "ORDER BY reported_at DESC, id DESC LIMIT %s OFFSET %s",
-                                  [*params, limit, offset])]
-    return total, get_many(conn, ids, viewer=viewer)
+    rows = dicts(conn, _WHOLE.format(incidents=f"(SELECT * FROM incident WHERE {where} "
+                                               "ORDER BY reported_at DESC, id DESC LIMIT %s OFFSET %s)"),
+                 [*params, limit, offset])
+    return total, [incident_for(_incident(r), viewer) for r in rows]
 
 
 def get(conn: psycopg.Connection, incident_id: int, *, viewer: Identity) -> dict[str, Any]:
@@ -216,40 +217,44 @@ def get(conn: psycopg.Connection, incident_id: int, *, viewer: Identity) -> dict
 
 
 def get_many(conn: psycopg.Connection, ids: Sequence[int], *, viewer: Identity) -> list[dict[str, Any]]:
-    """Incidents in the order of `ids` (unknown ids left out): three queries, however many."""
+    """Incidents in the order of `ids` (unknown ids left out), in one query."""
     if not ids:
         return []
-    rows = dicts(conn, """
-        SELECT i.id, i.external_id, i.category, c.name_zh AS category_zh, i.description, i.reported_at,
-               i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
-               ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
-               i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now
-        FROM incident i JOIN incident_category c ON c.code = i.category
-        LEFT JOIN worker w ON w.id = i.worker_id
-        WHERE i.id = ANY(%s)
-        """, [list(ids)])
-    chains: dict[int, dict[str, Any]] = {}
-    values = ", ".join(f"('{lv}', i.{lv}_id)" for lv in LEVELS)
-    for r in dicts(conn, f"""
-            SELECT i.id AS incident_id, lv.level, u.unit_id AS id, u.code, u.name, u.version
-            FROM incident i CROSS JOIN LATERAL (VALUES {values}) lv(level, unit_id)
-            JOIN LATERAL (SELECT v.unit_id, v.code, v.name, v.version FROM unit_version v
-                          WHERE v.unit_id = lv.unit_id
-                          ORDER BY (v.valid_from <= i.reported_at
-                                    AND (v.valid_to IS NULL OR v.valid_to > i.reported_at)) DESC,
-                                   v.version DESC LIMIT 1) u ON true
-            WHERE i.id = ANY(%s)
-            """, [list(ids)]):
-        chains.setdefault(r.pop("incident_id"), {})[r.pop("level")] = r
-    events: dict[int, list[dict[str, Any]]] = {}
-    for r in dicts(conn, 'SELECT incident_id, at, actor, from_state AS "from", to_state AS "to", note, data '
-                         "FROM incident_event WHERE incident_id = ANY(%s) ORDER BY id", [list(ids)]):
-        events.setdefault(r.pop("incident_id"), []).append(r)
-    by_id = {r["id"]: _incident(r, chains.get(r["id"], {}), events.get(r["id"], [])) for r in rows}
+    rows = dicts(conn, _WHOLE.format(incidents="(SELECT * FROM incident WHERE id = ANY(%s))"), [list(ids)])
+    by_id = {r["id"]: _incident(r) for r in rows}
     return [incident_for(by_id[i], viewer) for i in ids if i in by_id]
 
 
-def _incident(r: dict[str, Any], chain: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+# An incident whole, from the rows `incidents` names: its category's name, its worker, each of its
+# units as it was when the incident was reported (or its latest version if it did not exist then),
+# and its events as arrays in the order they happened.
+_UNIT_AT_REPORT = """(SELECT json_build_object('id', v.unit_id, 'code', v.code, 'name', v.name, 'version', v.version)
+    FROM unit_version v WHERE v.unit_id = i.{level}_id
+    ORDER BY (v.valid_from <= i.reported_at AND (v.valid_to IS NULL OR v.valid_to > i.reported_at)) DESC,
+             v.version DESC LIMIT 1) AS {level}"""
+_WHOLE = """
+    SELECT i.id, i.external_id, i.category, c.name_zh AS category_zh, i.description, i.reported_at,
+           i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
+           ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
+           i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now,
+           """ + ",\n           ".join(_UNIT_AT_REPORT.format(level=lv) for lv in LEVELS) + """,
+           e.ats, e.actors, e.froms, e.tos, e.notes, e.datas
+    FROM {incidents} i JOIN incident_category c ON c.code = i.category
+    LEFT JOIN worker w ON w.id = i.worker_id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(e.at ORDER BY e.id) AS ats, array_agg(e.actor ORDER BY e.id) AS actors,
+               array_agg(e.from_state ORDER BY e.id) AS froms, array_agg(e.to_state ORDER BY e.id) AS tos,
+               array_agg(e.note ORDER BY e.id) AS notes, array_agg(e.data ORDER BY e.id) AS datas
+        FROM incident_event e WHERE e.incident_id = i.id) e ON true
+    ORDER BY i.reported_at DESC, i.id DESC
+"""
+
+
+def _incident(r: dict[str, Any]) -> dict[str, Any]:
+    events = [{"at": at, "actor": actor, "from": from_, "to": to, "note": note, "data": data}
+              for at, actor, from_, to, note, data in zip(r["ats"] or [], r["actors"] or [], r["froms"] or [],
+                                                          r["tos"] or [], r["notes"] or [], r["datas"] or [],
+                                                          strict=True)]
     return {
         "id": r["id"], "external_id": r["external_id"], "category": r["category"], "category_zh": r["category_zh"],
         "description": r["description"], "reported_at": r["reported_at"], "received_at": r["received_at"],
@@ -262,5 +267,5 @@ def _incident(r: dict[str, Any], chain: dict[str, Any], events: list[dict[str, A
         "deadline": r["deadline"],
         "overdue": overdue(r["state"], r["now"], r["deadline"], r["resolved_at"] or r["closed_at"]),
         "resolved_at": r["resolved_at"], "closed_at": r["closed_at"],
-        **{lv: chain.get(lv) for lv in LEVELS}, "events": events,
+        **{lv: r[lv] for lv in LEVELS}, "events": events,
     }
