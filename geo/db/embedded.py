@@ -97,20 +97,26 @@ class Cluster:
         return self.home / "pg"
 
     @property
+    def place(self) -> Path:
+        """Where the cluster's files really are: the tools run as postgres, which may not be able
+        to pass through the project's folder to follow the link to /var/lib/gridmap."""
+        return self.root.resolve()
+
+    @property
     def data(self) -> Path:
-        return self.root / "data"
+        return self.place / "data"
 
     @property
     def log(self) -> Path:
-        return self.root / "postgres.log"
+        return self.place / "postgres.log"
 
     @property
     def socket_dir(self) -> Path:
-        return self.root / "socket"
+        return self.place / "socket"
 
     @property
     def port_file(self) -> Path:
-        return self.root / "port"
+        return self.place / "port"
 
     @property
     def port(self) -> int:
