@@ -108,8 +108,10 @@ def configure(settings: config.Settings | None = None, *, on: bool | None = None
     """Take the settings (the app does as it is built); `on` forces auth on or off in this
     process (tests, benchmarks); configure() alone reads the environment again at next use."""
     global _policy, _serializer
-    _policy = Policy.of(settings, on) if settings is not None else \
-        (Policy.of(config.get(), on) if on is not None else None)
+    if settings is None and on is None:
+        _policy = None  # read again at next use
+    else:
+        _policy = Policy.of(settings or config.get(), on)
     _serializer = None
 
 

@@ -163,16 +163,18 @@ def pgbench_single(url: str, x: np.ndarray, y: np.ndarray, seconds: int, connect
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
-def start_server(url: str, port: int) -> subprocess.Popen:
+def start_server(url: str, port: int, tree: Path = ROOT) -> subprocess.Popen:
+    """The app of the source tree `tree` (this one by default) over `url`, 2 workers, once
+    /health answers."""
     # auth off, as on a developer's loopback (the figures so far were measured so); what keys
     # cost /locate is bench/bench_auth.py's subject
     env = {"GRIDMAP_AUTH": "off", **os.environ, "DATABASE_URL": url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "2", "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
+        cwd=tree, env=env,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
@@ -181,7 +183,7 @@ def start_server(url: str, port: int) -> subprocess.Popen:
             pass
         time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"the app of {tree} did not start")
 
 
 def warm_up(base_url: str) -> None:

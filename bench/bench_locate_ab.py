@@ -15,9 +15,7 @@ says the path did not get slower.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,27 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_locate import ensure_city, ensure_database, random_points, warm_up, wrk  # noqa: E402
+from bench_locate import ensure_city, ensure_database, random_points, start_server, warm_up, wrk  # noqa: E402
 
 from geo.db.connection import database_url  # noqa: E402
-
-
-def start(tree: Path, url: str, port: int) -> subprocess.Popen[bytes]:
-    """The app of the source tree `tree` over `url` (auth off, 2 workers), once /health answers."""
-    env = {**os.environ, "GRIDMAP_AUTH": "off", "DATABASE_URL": url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--log-level", "warning", "--no-access-log"], cwd=tree, env=env)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"the app of {tree} did not start")
 
 
 def post_seconds(port: int, body: bytes, tries: int = 3) -> float:
@@ -87,7 +67,7 @@ def main() -> None:
     x, y = random_points(url, 5000, seed=2)
     points = np.column_stack([x, y])
     ports = {"A": 8097, "B": 8098}
-    procs = {"A": start(ROOT, url, ports["A"]), "B": start(other, url, ports["B"])}
+    procs = {"A": start_server(url, ports["A"]), "B": start_server(url, ports["B"], tree=other)}
     try:
         for side in ("A", "B"):
             warm_up(f"http://127.0.0.1:{ports[side]}")

@@ -127,10 +127,6 @@ def update(conn: psycopg.Connection, incident_id: int, sets: dict[str, Any], bum
     conn.execute(f"UPDATE incident SET {assignments} WHERE id = %s", [*sets.values(), incident_id])
 
 
-def now(conn: psycopg.Connection) -> datetime:
-    at: datetime = value(conn, "SELECT now()")
-    return at
-
 
 def escalates(conn: psycopg.Connection, code: str) -> bool:
     return bool(value(conn, "SELECT escalate FROM incident_category WHERE code = %s", [code]))

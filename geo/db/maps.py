@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from geo.db import incidents
-from geo.db.rows import band_sql, dicts, one, value
+from geo.db.rows import band_sql, dicts, one, transaction_time, value
 from geo.db.units import latest_names
 from geo.errors import InvalidInput, NotFound
 from geo.incidents.lifecycle import OPEN_STATES, STATES
@@ -211,7 +211,7 @@ class Filters:
 def dispatch_incidents(conn: psycopg.Connection, filters: Filters, limit: int, *, viewer: Identity) -> dict[str, Any]:
     """What the dispatch map shows for these filters, as `viewer` may see it: the points (none
     above `limit`), a heat map binned here, open and overdue counts per grid, the units' names."""
-    now = value(conn, "SELECT now()")
+    now = transaction_time(conn)
     start = now - timedelta(hours=filters.hours) if filters.hours else None
     where, params = filters.where(start)
     counts = one(conn, f"SELECT count(*) AS total, count(*) FILTER (WHERE {_OPEN}) AS n_open, "

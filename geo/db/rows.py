@@ -33,6 +33,12 @@ def value(conn: psycopg.Connection, sql: str, params: Params = None) -> Any:
     return None if row is None else row[0]
 
 
+def transaction_time(conn: psycopg.Connection) -> datetime:
+    """The transaction's time (now()): every row one change writes carries the same."""
+    at: datetime = value(conn, "SELECT now()")
+    return at
+
+
 def geom(wkb: bytes | memoryview | None) -> Any:
     """A shapely geometry from WKB as PostGIS returns it."""
     return None if wkb is None else shapely.from_wkb(bytes(wkb))

@@ -34,11 +34,6 @@ def open_change_set(conn: psycopg.Connection, kind: str, actor: object, note: st
                            "RETURNING id", [kind, str(actor), note, created_at]))
 
 
-def now(conn: psycopg.Connection) -> datetime:
-    """The transaction's time: every version a write opens or closes carries it."""
-    at: datetime = value(conn, "SELECT now()")
-    return at
-
 
 def any_stored(conn: psycopg.Connection, level: str) -> bool:
     return bool(value(conn, "SELECT EXISTS (SELECT 1 FROM unit_version WHERE valid_to IS NULL AND level = %s)",

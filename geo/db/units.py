@@ -196,20 +196,6 @@ def latest_names(conn: psycopg.Connection, unit_ids: list[int]) -> dict[int, dic
     return {r["unit_id"]: r for r in rows}
 
 
-def chain_at(conn: psycopg.Connection, ids: dict[str, int | None], when: datetime) -> dict[str, Any]:
-    """For each level, the unit (id, code, name, version) an id names, as it was at `when`
-    (its latest version if it did not exist then)."""
-    wanted = [i for i in ids.values() if i is not None]
-    found: dict[int, dict[str, Any]] = {}
-    if wanted:
-        for r in dicts(conn, "SELECT DISTINCT ON (unit_id) unit_id AS id, code, name, version FROM unit_version "
-                             "WHERE unit_id = ANY(%s) "
-                             "ORDER BY unit_id, (valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)) DESC, "
-                             "version DESC", [wanted, when, when]):
-            found[r["id"]] = r
-    return {lv: (found.get(i) if i is not None else None) for lv, i in ids.items()}
-
-
 def intersecting(conn: psycopg.Connection, level: str, community_id: int, geom: Any) -> list[dict[str, Any]]:
     """The current units of `level` in a community that meet a geometry (for planning)."""
     return rows_where(conn, level, "community_id = %s AND ST_Intersects(geom, ST_GeomFromEWKB(%s))",

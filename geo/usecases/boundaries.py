@@ -26,6 +26,7 @@ import shapely
 from geo import settings
 from geo.coords import crs
 from geo.db import unit_writes, units
+from geo.db.rows import transaction_time
 from geo.errors import Conflict, InvalidInput
 from geo.security.identity import Identity
 from geo.units import containment, levels, model
@@ -124,7 +125,7 @@ def write_units(
                                geoms_m[changed_idx], [labels[i] for i in changed_idx], metric)
     if summary.change_id is None:
         summary.change_id = unit_writes.open_change_set(conn, kind, actor, note)
-    now = _effective_from(unit_writes.now(conn), valid_from, bool(changed_idx))
+    now = _effective_from(transaction_time(conn), valid_from, bool(changed_idx))
 
     unit_ids = [0] * len(units)
     versions = [1] * len(units)

@@ -23,6 +23,7 @@ from geo.coords import points
 from geo.db import audit, generation, units, workers
 from geo.db import incidents as db
 from geo.db.connection import connect
+from geo.db.rows import transaction_time
 from geo.errors import Conflict, GridmapError
 from geo.incidents import dispatch, importing, lifecycle
 from geo.incidents import sample as generated
@@ -129,9 +130,9 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
         sets.update(worker_id=worker_id, handled_at_level=level, resolved_at=None, closed_at=None)
         data["worker_id"] = worker_id
     elif to_state == "resolved":
-        sets["resolved_at"] = db.now(conn)
+        sets["resolved_at"] = transaction_time(conn)
     elif to_state == "closed":
-        sets["closed_at"] = db.now(conn)
+        sets["closed_at"] = transaction_time(conn)
     elif to_state == "reported":
         sets.update(worker_id=None, handled_at_level=None, resolved_at=None, closed_at=None)
     db.update(conn, incident_id, sets)
