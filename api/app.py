@@ -2,7 +2,8 @@
 
     api/routes/units.py      /units: read units as GeoJSON, history, lineage, edits
     api/routes/locate.py     /locate: which units hold a point (the point-in-grid API)
-    api/routes/incidents.py  /incidents, /workers, /stats: reports, dispatch, lifecycle, counts
+    api/routes/incidents.py  /incidents, /stats: reports, dispatch, lifecycle, counts
+    api/routes/workers.py    /workers: the people incidents are dispatched to
     api/routes/open311.py    /open311/v2: the GeoReport v2 facade for civic-reporting clients
     api/routes/plans.py      /plans, /validate: draw, compare, edit, commit plans; check units
     api/routes/ogc.py        /ogc: OGC API - Features over units and incidents (QGIS, GDAL)
@@ -29,7 +30,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from api import errors, limits, openapi, security
-from api.routes import admin, health, incidents, locate, login, maps, ogc, open311, plans, tiles, units
+from api.routes import admin, health, incidents, locate, login, maps, ogc, open311, plans, tiles, units, workers
 from geo import settings as config
 from geo.db import pool
 from geo.db.connection import database_url
@@ -55,7 +56,7 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, units, locate, incidents, open311, plans, ogc, tiles, maps, admin, login):
+    for module in (health, units, locate, incidents, workers, open311, plans, ogc, tiles, maps, admin, login):
         app.include_router(module.router)
     # GET /locate carries other services' load: a plain Starlette route, placed first, without
     # FastAPI's per-request machinery; api/routes/locate.py describes it to OpenAPI.

@@ -1,4 +1,4 @@
-"""/incidents, /workers and /stats: reports in, assigned to their units, dispatched, followed
+"""/incidents and /stats: reports in, assigned to their units, dispatched, followed
 to resolution, and counted. Every incident and worker comes back as the caller may see it
 (contacts masked without the `contact` permission: the readers in geo/db decide)."""
 
@@ -20,12 +20,11 @@ from api.deps import (
     ReportCaller,
     SpareConn,
     encoded,
-    encoded_rows,
     paging,
     time_of,
 )
 from api.security import require
-from geo.db import incidents, stats, workers
+from geo.db import incidents, stats
 from geo.errors import InvalidInput
 from geo.incidents import lifecycle
 from geo.units import levels
@@ -58,14 +57,6 @@ class TransitionIn(BaseModel):
     actor: str = Field(..., min_length=1, max_length=200)
     note: str | None = Field(None, max_length=5000)
     worker_id: int | None = Field(None, description="with to=assigned: the worker to hand it to")
-
-
-class WorkerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(..., min_length=1, max_length=100)
-    role: str = Field(..., description="grid_worker, grid_head, neighbourhood_head, community_worker")
-    unit_id: int
-    phone: str | None = Field(None, max_length=40)
 
 
 @router.post("/incidents", status_code=201, summary="Report an incident; it is assigned and dispatched at once")
@@ -102,17 +93,6 @@ def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) 
         incident = intake.transition(conn, incident_id, body.to, expected_version=body.version,
                                      actor=body.actor, note=body.note, worker_id=body.worker_id, who=who)
     return encoded(incident)
-
-
-@router.post("/workers", status_code=201, summary="Attach a worker to a grid, community or neighbourhood")
-def add_worker(body: WorkerIn, conn: Conn, who: DispatchCaller) -> dict[str, Any]:
-    with conn.transaction():
-        return encoded(intake.add_worker(conn, body.name, body.role, body.unit_id, body.phone, who=who))
-
-
-@router.get("/workers", summary="Workers attached to a unit")
-def list_workers(unit_id: int, conn: Conn, who: ReadCaller) -> list[dict[str, Any]]:
-    return encoded_rows(workers.of_unit(conn, unit_id, viewer=who))
 
 
 @router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve")
