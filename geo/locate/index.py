@@ -7,17 +7,19 @@ few units whose edges cross it, and a point there is settled by an exact point-i
 test (crossing number) against those units. A million points take one gather for the pure
 cells and a vectorised edge test for the rest.
 
-Boundary rule (deterministic, never none, never two): a point on a boundary shared by two
-units belongs to the unit on its east side; on an east-west boundary, to the unit on its
-north side (the half-open convention of the crossing-number test). Where boundaries do not
-meet exactly, a point inside two units (a hairline overlap) goes to the lower code, and a
-point within 1 cm of a unit but inside none (a hairline gap, or the outer edge of the
-covered area) goes to the nearest unit, then the lower code. Buildings, which do not tile
-the land, are not widened: a point is in a building only if it is inside it or on its
-west or south wall.
+Boundary rule (deterministic, never two): a point on a boundary shared by two units
+belongs to the unit on its east side; on an east-west boundary, to the unit on its north
+side (the half-open convention of the crossing-number test). Where boundaries do not meet
+exactly, a point inside two units (a hairline overlap) goes to the lower code, and a point
+within 1 cm of a unit but inside none (a hairline gap, or the outer edge of the covered
+area) goes to the nearest unit, then the lower code: `find` says which points it *widened*
+so. Only the levels that tile the land are widened (streets, communities, grids,
+compounds). Small neighbourhoods and buildings are not: roads and yards lie between them,
+so a point 6 mm outside one is outside it, and a point is in one only if it is inside it
+or on its west or south edge.
 
-Chains stay consistent: a point in a small neighbourhood takes its grid, compound,
-community and street from that neighbourhood; otherwise from its grid; and so on up.
+Chains stay consistent, and widening never takes a point out of a unit that holds it:
+geo/locate/locator.py.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy.typing as npt
 import shapely
 
 SNAP_M = 0.01  # a point within 1 cm of a unit it is not inside still belongs to it
+UNWIDENED = ("neighbourhood", "building")  # levels that do not tile the land: never widened
 MAX_CELLS = 6_000_000  # per level; cells grow beyond the target size to stay under this
 _A = 6378137.0
 _E2 = 0.00669437999014
@@ -120,7 +123,7 @@ class LevelIndex:
         bbox = shapely.bounds(simple)
         bbox[~polygonal] = np.nan
         index = cls(level, n, rank, bbox, edge_ptr, ex0, ey0, ex1, ey1)
-        index.snap_m = 0.0 if level == "building" else SNAP_M
+        index.snap_m = 0.0 if level in UNWIDENED else SNAP_M
         index._build_cells(edge_unit, cell_m)
         return index
 
@@ -225,9 +228,19 @@ class LevelIndex:
     # -- lookup -------------------------------------------------------------------------
     def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The unit index holding each point, or -1."""
+        return self.find(x, y)[0]
+
+    def find(self, x: np.ndarray, y: np.ndarray, within: np.ndarray | None = None,
+             parent: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The unit index holding each point (-1: none), and whether it was *widened*: the point
+        is inside no unit of the level, and this one is the nearest within snap_m.
+
+        With `within` (a unit's parent, as an index, for each unit) and `parent` (one per point),
+        widening takes only units with within[unit] == parent[point]."""
         out = np.full(len(x), -1, dtype=np.int64)
+        widened = np.zeros(len(x), dtype=bool)
         if self.nx == 0 or len(x) == 0:
-            return out
+            return out, widened
         ix = np.floor((x - self.x0) / self.sx)
         iy = np.floor((y - self.y0) / self.sy)
         inside = (ix >= 0) & (ix < self.nx) & (iy >= 0) & (iy < self.ny)
@@ -237,18 +250,22 @@ class LevelIndex:
         mixed = lab <= -2
         if mixed.any():
             pts = where[mixed]
-            out[pts] = self._resolve(x[pts], y[pts], -lab[mixed] - 2)
-        return out
+            wanted = None if within is None or parent is None else (within, parent[pts])
+            out[pts], widened[pts] = self._resolve(x[pts], y[pts], -lab[mixed] - 2, wanted)
+        return out, widened
 
-    def _resolve(self, x: np.ndarray, y: np.ndarray, cells: np.ndarray) -> np.ndarray:
-        """Exact test of points in mixed cells against their cells' candidate units."""
+    def _resolve(self, x: np.ndarray, y: np.ndarray, cells: np.ndarray,
+                 wanted: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact test of points in mixed cells against their cells' candidate units; then, for a
+        point inside none, the nearest unit within snap_m (among the `wanted` ones)."""
         m = len(x)
         result = np.full(m, -1, dtype=np.int64)
+        widened = np.zeros(m, dtype=bool)
         starts = self.cand_ptr[cells]
         pair_pt, pair_c = _expand(starts, self.cand_ptr[cells + 1] - starts)
         unit = self.cand[pair_c].astype(np.int64)
         per_lon, per_lat = metres_per_degree(y[pair_pt])
-        tol_x, tol_y = SNAP_M / per_lon, SNAP_M / per_lat
+        tol_x, tol_y = self.snap_m / per_lon, self.snap_m / per_lat
         bb = self.bbox[unit]
         px, py = x[pair_pt], y[pair_pt]
         near = (px >= bb[:, 0] - tol_x) & (px <= bb[:, 2] + tol_x) & (py >= bb[:, 1] - tol_y) & (py <= bb[:, 3] + tol_y)
@@ -271,8 +288,10 @@ class LevelIndex:
             first = np.ones(len(hp), bool)
             first[1:] = hp[1:] != hp[:-1]
             result[hp[first]] = hu[first]
-        # inside none: the nearest unit within SNAP_M
+        # inside none: the nearest unit within snap_m (of those wanted)
         lost = result[pair_pt] < 0
+        if wanted is not None:
+            lost &= wanted[0][unit] == wanted[1][pair_pt]
         if lost.any() and self.snap_m > 0:
             sel = lost[e_pair]
             ep, exa, eya, exb, eyb = e_pair[sel], xa[sel], ya[sel], xb[sel], yb[sel]
@@ -289,7 +308,8 @@ class LevelIndex:
                 first[1:] = cand_pt[1:] != cand_pt[:-1]
                 fill = result[cand_pt[first]] < 0
                 result[cand_pt[first][fill]] = cand_u[first][fill]
-        return result
+                widened[cand_pt[first][fill]] = True
+        return result, widened
 
     # -- one point at a time: plain Python on a few edges beats numpy's per-call cost ------------
     def _edges(self, unit: int) -> tuple[list[float], list[float], list[float], list[float]]:
@@ -317,37 +337,44 @@ class LevelIndex:
 
     def lookup_one(self, x: float, y: float) -> int:
         """`lookup` for a single point (same rule, same answer)."""
+        return self.find_one(x, y)[0]
+
+    def find_one(self, x: float, y: float, within: np.ndarray | None = None, parent: int = -1) -> tuple[int, bool]:
+        """`find` for a single point (same rule, same answer)."""
         cell = self._cell(x, y)
         if cell is None:
-            return -1
+            return -1, False
         label = int(self.labels[cell])
         if label >= -1:
-            return label
+            return label, False
         per_lon, per_lat = (float(v) for v in metres_per_degree(np.float64(y)))
-        tx, ty = SNAP_M / per_lon, SNAP_M / per_lat
-        inside, near = [], []
+        tx, ty = self.snap_m / per_lon, self.snap_m / per_lat
+        inside, outside = [], []
         for unit in self._candidates(label):
             bx0, by0, bx1, by1 = self.bbox[unit].tolist()
             if not (bx0 - tx <= x <= bx1 + tx and by0 - ty <= y <= by1 + ty):
                 continue
-            xa, ya, xb, yb = self._edges(unit)
+            edges = self._edges(unit)
             crossings = 0
-            for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True):
+            for x0, y0, x1, y1 in zip(*edges, strict=True):
                 if (y0 <= y) != (y1 <= y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
                     crossings += 1
             if crossings % 2:
                 inside.append(unit)
-            elif self.snap_m:
-                d = min(_segment_distance_one((x - x0) * per_lon, (y - y0) * per_lat,
-                                              (x1 - x0) * per_lon, (y1 - y0) * per_lat)
-                        for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True))
-                if d <= self.snap_m:
-                    near.append((d, int(self.code_rank[unit]), unit))
+            elif self.snap_m and (within is None or within[unit] == parent):
+                outside.append((unit, edges))
         if inside:
-            return min(inside, key=lambda u: self.code_rank[u])
+            return min(inside, key=lambda u: self.code_rank[u]), False
+        near = []
+        for unit, (xa, ya, xb, yb) in outside:  # measured only when the point is inside none
+            d = min(_segment_distance_one((x - x0) * per_lon, (y - y0) * per_lat,
+                                          (x1 - x0) * per_lon, (y1 - y0) * per_lat)
+                    for x0, y0, x1, y1 in zip(xa, ya, xb, yb, strict=True))
+            if d <= self.snap_m:
+                near.append((d, int(self.code_rank[unit]), unit))
         if near:
-            return min(near)[2]
-        return -1
+            return min(near)[2], True
+        return -1, False
 
     def distance_one(self, x: float, y: float, unit: int) -> float:
         if unit < 0:

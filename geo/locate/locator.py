@@ -1,9 +1,16 @@
 """Every level's index over the boundaries valid at one time, and the chain rule.
 
-A point takes its finest unit first: a small neighbourhood sets its grid, compound,
-community and street; otherwise the grid sets its community and street; and so on up.
-Compounds are looked up where no neighbourhood gave one, buildings wherever something
-holds the point. The boundary rule of each level is geo/locate/index.py's.
+The boundary rule of each level is geo/locate/index.py's. The chain rule: the levels are
+asked from the finest (small neighbourhood, grid, community, street), and the first unit
+that holds the point sets itself and its parents (a small neighbourhood sets its grid,
+compound, community and street). Finer levels that hold nothing there are then widened
+from the coarsest down, each to the nearest of its units within 1 cm *that lies in the unit
+chosen above it*: a hairline gap between two grids of a community is filled, but widening
+never takes a point out of a unit that holds it. Where no level holds the point (the outer
+edge of the covered area), the widening starts unrestricted at the coarsest level found.
+Compounds come from the neighbourhood, else from the compound holding the point, else the
+nearest within 1 cm lying in the point's community. Buildings are looked up wherever
+something holds the point.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ class Locator:
             )
             geoms = np.array([r["geom"] for r in rows], dtype=object)
             self.indexes[level] = LevelIndex.build(level, geoms, self.units[level].codes)
+        self._ancestors = {level: levels.ancestors(level) for level in levels.LEVELS}
         # parent id -> index in the parent level, for each (level, parent level)
         self._parent_index: dict[tuple[str, str], np.ndarray] = {}
         for level in levels.LEVELS:
@@ -68,18 +76,45 @@ class Locator:
     def locate_one(self, x: float, y: float) -> dict[str, int]:
         """`locate` for a single point (same rules, same answer)."""
         out = dict.fromkeys(levels.LEVELS, -1)
+        anchor: str | None = None  # the finest level set so far
+        widened: list[tuple[str, int]] = []  # finer levels holding nothing, and their nearest unit
         for level in self.CHAIN_ORDER:
-            hit = self.indexes[level].lookup_one(x, y)
-            if hit >= 0:
-                out[level] = hit
-                for parent in levels.ancestors(level):
-                    out[parent] = int(self._parent_index[(level, parent)][hit])
+            hit, near = self.indexes[level].find_one(x, y)
+            if hit < 0:
+                continue
+            if not near:
+                self._set_one(out, level, hit)
+                anchor = level
                 break
+            widened.append((level, hit))
+        for level, hit in reversed(widened):  # the coarsest first, each inside the unit above it
+            if anchor is not None:
+                within = self._parent_index[(level, anchor)]
+                if within[hit] != out[anchor]:
+                    hit = self.indexes[level].find_one(x, y, within, out[anchor])[0]
+            if hit >= 0:
+                self._set_one(out, level, hit)
+                anchor = level
         if out["compound"] < 0 and out["community"] >= 0:
-            out["compound"] = self.indexes["compound"].lookup_one(x, y)
+            compounds = self.indexes["compound"]
+            hit, near = compounds.find_one(x, y)
+            within = self._parent_index[("compound", "community")]
+            if near and within[hit] != out["community"]:
+                hit = compounds.find_one(x, y, within, out["community"])[0]
+            out["compound"] = hit
         if out["street"] >= 0 or not len(self.units["street"].ids):
             out["building"] = self.indexes["building"].lookup_one(x, y)
         return out
+
+    def _set_one(self, out: dict[str, int], level: str, unit: int) -> None:
+        out[level] = unit
+        for parent in self._ancestors[level]:
+            out[parent] = int(self._parent_index[(level, parent)][unit])
+
+    def _set(self, out: dict[str, np.ndarray], level: str, pts: np.ndarray, units: np.ndarray) -> None:
+        out[level][pts] = units
+        for parent in self._ancestors[level]:
+            out[parent][pts] = self._parent_index[(level, parent)][units]
 
     def locate(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         """Index into self.units[level] for every level and point (-1 where none)."""
@@ -87,26 +122,55 @@ class Locator:
         y = np.asarray(y, dtype=float)
         m = len(x)
         out = {level: np.full(m, -1, dtype=np.int64) for level in levels.LEVELS}
+        anchor = np.full(m, -1, dtype=np.int64)  # the finest level set so far (its place in CHAIN_ORDER)
+        widened: list[tuple[int, np.ndarray, np.ndarray]] = []
         todo = np.arange(m)
-        # the finest level found sets the chain above it
-        for level in self.CHAIN_ORDER:
+        # the finest level holding the point sets the chain above it
+        for k, level in enumerate(self.CHAIN_ORDER):
             if len(todo) == 0:
                 break
-            hit = self.indexes[level].lookup(x[todo], y[todo])
-            got = hit >= 0
-            where = todo[got]
-            out[level][where] = hit[got]
-            for parent in levels.ancestors(level):
-                out[parent][where] = self._parent_index[(level, parent)][hit[got]]
-            todo = todo[~got]
+            hit, near = self.indexes[level].find(x[todo], y[todo])
+            held = (hit >= 0) & ~near
+            self._set(out, level, todo[held], hit[held])
+            anchor[todo[held]] = k
+            if near.any():
+                widened.append((k, todo[near], hit[near]))
+            todo = todo[~held]
+        for k, pts, hit in reversed(widened):  # the coarsest first, each inside the unit above it
+            self._widen(out, anchor, k, x, y, pts, hit)
         # compounds: from the neighbourhood where there is one, else looked up (compounds tile
-        # communities, so this agrees with the community except on a hairline boundary)
+        # communities: widened only to one of the point's community)
         need = np.flatnonzero((out["compound"] < 0) & (out["community"] >= 0))
         if len(need):
-            hit = self.indexes["compound"].lookup(x[need], y[need])
+            compounds = self.indexes["compound"]
+            hit, near = compounds.find(x[need], y[need])
+            if near.any():
+                within = self._parent_index[("compound", "community")]
+                wrong = np.flatnonzero(near & (within[np.maximum(hit, 0)] != out["community"][need]))
+                if len(wrong):
+                    hit[wrong] = compounds.find(x[need[wrong]], y[need[wrong]], within,
+                                                out["community"][need[wrong]])[0]
             out["compound"][need] = hit
         # buildings: looked up everywhere something holds the point
         some = np.flatnonzero(out["street"] >= 0) if len(self.units["street"].ids) else np.arange(m)
         if len(some):
             out["building"][some] = self.indexes["building"].lookup(x[some], y[some])
         return out
+
+    def _widen(self, out: dict[str, np.ndarray], anchor: np.ndarray, k: int, x: np.ndarray, y: np.ndarray,
+               pts: np.ndarray, hit: np.ndarray) -> None:
+        """Points `pts` inside no unit of level CHAIN_ORDER[k], `hit` the nearest within 1 cm: each
+        takes the nearest lying in the unit set above it (its anchor), if any, and sets its chain."""
+        level = self.CHAIN_ORDER[k]
+        for a in np.unique(anchor[pts]).tolist():
+            sel = anchor[pts] == a
+            p, h = pts[sel], hit[sel]
+            if a >= 0:
+                above = self.CHAIN_ORDER[a]
+                within = self._parent_index[(level, above)]
+                wrong = np.flatnonzero(within[h] != out[above][p])
+                if len(wrong):
+                    h[wrong] = self.indexes[level].find(x[p[wrong]], y[p[wrong]], within, out[above][p[wrong]])[0]
+            got = h >= 0
+            self._set(out, level, p[got], h[got])
+            anchor[p[got]] = k
