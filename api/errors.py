@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geo.db import pool
-from geo.errors import Conflict, GridmapError, InvalidInput, NotFound, SetupError
+from geo.errors import Conflict, Gone, GridmapError, InvalidInput, NotFound, SetupError
 
 log = logging.getLogger("gridmap.api")
 
@@ -63,6 +63,7 @@ STATUS: dict[type[Exception], int] = {
     InvalidParameterValue: 400,
     TooLarge: 413,
     NotFound: 404,
+    Gone: 410,
     Conflict: 409,
     SetupError: 503,
     Unauthorized: 401,
@@ -140,7 +141,9 @@ def _connection_trouble(exc: BaseException) -> bool:
 async def gridmap_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GridmapError)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, SetupError) else None
-    return answer(request, {"error": kind_of(exc), "detail": str(exc)}, status_of(exc), headers)
+    # a retired unit's answer shows what it was and where it went (geo/errors.py Gone)
+    last = jsonable_encoder(exc.last) if isinstance(exc, Gone) else {}
+    return answer(request, {**last, "error": kind_of(exc), "detail": str(exc)}, status_of(exc), headers)
 
 
 # OperationalError covers the pool's PoolTimeout (no connection within GRIDMAP_DB_WAIT), the

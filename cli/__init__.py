@@ -1,7 +1,7 @@
 """The `gridmap` command, one module per group of commands:
 
     cli/db.py         db start|stop|status|url, migrate, backup, restore
-    cli/data.py       init, load, export, sample, validate
+    cli/data.py       init, load, export, sample, validate, units recode
     cli/incidents.py  incidents import|sample
     cli/plans.py      plan split|merge|list|show|export|edit|commit|discard
     cli/keys.py       keys create|list|revoke, audit
@@ -22,6 +22,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(plans.app, name="plan")
 app.add_typer(keys.app, name="keys")
+app.add_typer(data.units_app, name="units")
 for command in (db.migrate, data.init, data.load, data.export, data.sample):
     app.command()(command)
 app.command("validate")(data.validate_units)

@@ -144,3 +144,43 @@ def validate_units(
     console.print(f"counts: {report['counts'] or 'no problems'}")
     if any(k in report["counts"] for k in ("gap", "overlap", "outside_parent")):
         raise typer.Exit(1)
+
+
+units_app = typer.Typer(help="Correct stored units.", no_args_is_help=True)
+
+
+@units_app.command("recode")
+def recode(
+    unit: str = typer.Argument(..., help="the unit's id or current code"),
+    code: str = typer.Argument(..., help="its corrected code (it must name the parents the unit lies in)"),
+    note: str | None = typer.Option(None, help="why (kept with the change and in the audit log)"),
+) -> None:
+    """Correct a unit's code; the codes of everything under it follow. The old code stays
+    readable as of before, and is never given to other land."""
+    from geo.db import units
+    from geo.db.connection import connect
+    from geo.usecases import units as unit_work
+
+    with errors(), connect() as conn:
+        with conn.transaction():
+            result = unit_work.recode_unit(conn, units.resolve(conn, unit), code, actor=me(), note=note)
+    for r in result["recoded"]:
+        console.print(f"{r['level']} {r['from']} -> {r['to']}")
+    if not result["recoded"]:
+        console.print(f"{result['level']} {result['code']} already has that code: nothing changed")
+
+
+@units_app.command("repair-codes")
+def repair_codes() -> None:
+    """Recode every unit whose code names another parent than the one it lies in (databases
+    written before codes followed the chain can hold such codes); everything beneath follows,
+    in one transaction, with an audit row per unit. `gridmap validate` lists them first."""
+    from geo.db.connection import connect
+    from geo.usecases import units as unit_work
+
+    with errors(), connect() as conn, progress() as update:
+        with conn.transaction():
+            changed = unit_work.repair_codes(conn, actor=me(), progress=update)
+    for r in changed:
+        console.print(f"{r['level']} {r['from']} -> {r['to']}")
+    console.print(f"{len(changed)} code(s) changed" if changed else "every code agrees with its chain: nothing to do")

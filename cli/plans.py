@@ -104,7 +104,21 @@ def plan_show(plan_id: int) -> None:
         plan = plans.get_plan(conn, plan_id)
         compared = plans.compare(conn, plan_id)
     _show_plan(plan)
-    console.print(f"households that would change unit: {compared['households_moved']}")
+    done = compared.get("as_committed")
+    console.print(f"households that {'changed' if done else 'would change'} unit: {compared['households_moved']}")
+    if compared.get("problem"):
+        console.print(f"[red]commit would fail:[/red] {compared['problem']}")
+    changes = compared.get("code_changes") or []
+    console.print(f"codes that {'changed' if done else 'will change'}: {len(changes)}")
+    for c in changes:
+        console.print(f"  {c['level']} {c['from']} -> {c['to']}")
+    workers = compared.get("workers") or {}
+    for w in workers.get("moved") or []:
+        console.print(f"  worker {w['name']} (#{w['worker_id']}) {'moved' if done else 'moves'} "
+                      f"from unit {w['from_unit']} to unit {w['to_unit']}")
+    for w in workers.get("unplaced") or []:
+        console.print(f"  [yellow]worker {w['name']} (#{w['worker_id']}) left without a unit:[/yellow] "
+                      f"{w.get('reason')}")
 
 
 @app.command("export")
@@ -123,10 +137,10 @@ def plan_export(plan_id: int, output: Path | None = typer.Option(None, "--output
 @app.command("edit")
 def plan_edit(plan_id: int, geojson: Path, revision: int = typer.Option(..., "--revision"),
               crs_name: str | None = typer.Option(None, "--crs")) -> None:
-    """Upload changed polygons (features matched by code) as a new revision of the plan."""
+    """Upload changed polygons (only those: features matched by code) as a new revision of the plan."""
     from geo.db.connection import connect
     from geo.errors import InvalidInput
-    from geo.usecases import plans
+    from geo.usecases import plan_edits
 
     with errors():
         try:
@@ -134,8 +148,8 @@ def plan_edit(plan_id: int, geojson: Path, revision: int = typer.Option(..., "--
         except (OSError, ValueError, AttributeError) as exc:
             raise InvalidInput(f"{geojson}: not a GeoJSON FeatureCollection ({exc})") from None
         with connect() as conn:
-            plan = plans.edit_plan(conn, plan_id, features, expected_revision=revision, crs_text=crs_name,
-                                   actor=me())
+            plan = plan_edits.edit_plan(conn, plan_id, features, expected_revision=revision, crs_text=crs_name,
+                                        actor=me())
     _show_plan(plan)
 
 

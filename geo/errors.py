@@ -23,3 +23,12 @@ class Conflict(GridmapError):
 
 class SetupError(GridmapError):
     """The database or the machine is not ready; the message says how to fix it."""
+
+
+class Gone(NotFound):
+    """It existed and was retired (a unit split, merged or redrawn away). `last` holds what it
+    was when it was retired, and where it went, for the answer to show instead of nothing."""
+
+    def __init__(self, message: str, last: dict[str, object] | None = None):
+        super().__init__(message)
+        self.last = last or {}

@@ -4,8 +4,8 @@ to resolution, and counted. Every incident and worker comes back as the caller m
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
@@ -25,8 +25,8 @@ from api.deps import (
 )
 from api.security import require
 from geo.db import incidents, stats
-from geo.errors import InvalidInput
 from geo.incidents import lifecycle
+from geo.incidents.stats import window as incident_window
 from geo.units import levels
 from geo.usecases import incidents as intake
 
@@ -99,13 +99,16 @@ def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) 
 def incident_stats(
     conn: Conn,
     spare: SpareConn,
-    from_: Annotated[str, Query(alias="from", description="start of the window (ISO 8601), inclusive")],
-    to: Annotated[str, Query(description="end of the window (ISO 8601), exclusive")],
+    from_: Annotated[str | None, Query(alias="from", description="start of the window (ISO 8601), inclusive; "
+                                                                 "default 30 days before `to`")] = None,
+    to: Annotated[str | None, Query(description="end of the window (ISO 8601), exclusive; default now")] = None,
     level: Annotated[str, Query(description="street, community, grid, compound or neighbourhood")] = "grid",
+    retired: Annotated[Literal["rollup", "separate"], Query(
+        description="rollup: a retired unit's incidents count in the current units it became (by lineage; "
+                    "after a split, in the one holding each incident's point); separate: retired units "
+                    "are listed apart, marked `retired`")] = "rollup",
 ) -> dict[str, Any]:
     lv = levels.parse_level(level)
-    start, end = time_of(from_), time_of(to)
-    if start is None or end is None:
-        raise InvalidInput("give both 'from' and 'to' as ISO 8601 times, e.g. from=2026-01-01&to=2026-02-01")
+    start, end = incident_window(time_of(from_), time_of(to), datetime.now(UTC))
     # medians run in parallel on the spare connection, when one was free
-    return encoded(stats.incident_stats(conn, lv, start, end, median_conn=spare))
+    return encoded(stats.incident_stats(conn, lv, start, end, median_conn=spare, retired=retired))

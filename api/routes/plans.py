@@ -15,7 +15,7 @@ from api.security import require
 from geo.db import pool, units
 from geo.security.identity import Identity
 from geo.units import levels
-from geo.usecases import plans, validation
+from geo.usecases import plan_edits, plans, validation
 
 # Plans (drafts included) and /validate are planners' work: every route needs `plan`.
 router = APIRouter(tags=["planning"], dependencies=[require("plan")])
@@ -96,10 +96,10 @@ def compare(plan_id: int, conn: Conn) -> dict[str, Any]:
     return encoded(plans.compare(conn, plan_id))
 
 
-@router.put("/plans/{plan_id}/units", summary="Upload changed polygons (by code) as a new revision")
+@router.put("/plans/{plan_id}/units", summary="Upload changed polygons (only those, by code) as a new revision")
 def edit(plan_id: int, body: PlanEdit, conn: Conn, who: PlanCaller) -> dict[str, Any]:
-    return encoded(plans.edit_plan(conn, plan_id, body.features, expected_revision=body.revision,
-                                   crs_text=body.crs, actor=who))
+    return encoded(plan_edits.edit_plan(conn, plan_id, body.features, expected_revision=body.revision,
+                                        crs_text=body.crs, actor=who))
 
 
 @router.post("/plans/{plan_id}/commit", summary="Validate and apply the plan in one transaction (409 if stale)")

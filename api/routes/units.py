@@ -11,10 +11,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AsOf, BBoxQuery, Conn, Page, PlanCaller, encoded, encoded_rows, paging
+from api.deps import AdminCaller, AsOf, BBoxQuery, Conn, Page, PlanCaller, encoded, encoded_rows, paging
 from api.security import require
 from geo.db import units
-from geo.errors import InvalidInput
+from geo.errors import Gone, InvalidInput, NotFound
 from geo.units import levels
 from geo.usecases import units as unit_work
 
@@ -46,9 +46,44 @@ def list_units(
     return Response(body, media_type="application/geo+json", headers=headers)
 
 
-@router.get("/units/{unit_id}", summary="One unit (now or as of a time)")
-def get_unit(unit_id: int, conn: Conn, when: AsOf) -> dict[str, Any]:
-    return encoded(units.get_unit(conn, unit_id, when))
+# What GET /units/{id} answers for a retired unit: the 200 body of its last version, plus these
+_RETIRED_SCHEMA = {
+    "type": "object",
+    "required": ["error", "detail", "unit_id", "version", "code", "geometry", "retired_at", "successors", "links"],
+    "properties": {
+        "error": {"type": "string"}, "detail": {"type": "string"},
+        "unit_id": {"type": "integer"}, "version": {"type": "integer"},
+        "code": {"type": "string"}, "geometry": {"type": "object"},
+        "retired_at": {"type": "string", "format": "date-time"},
+        "successors": {"type": "array", "items": {
+            "type": "object", "required": ["unit_id", "code", "url"],
+            "properties": {"unit_id": {"type": "integer"}, "code": {"type": "string"}, "url": {"type": "string"}}}},
+        "links": {"type": "object", "properties": {"history": {"type": "string"}, "lineage": {"type": "string"}}},
+    },
+}
+GONE: dict[int | str, dict[str, Any]] = {410: {
+    "description": "The unit was retired (split, merged or redrawn away): its last version, `retired_at`, "
+                   "the current units it became and links to its history",
+    "content": {"application/json": {"schema": _RETIRED_SCHEMA}},
+}}
+
+
+@router.get("/units/{unit_id}", summary="One unit (now or as of a time); 410 for a retired one", responses=GONE)
+def get_unit(request: Request, unit_id: int, conn: Conn, when: AsOf) -> dict[str, Any]:
+    try:
+        return encoded(units.get_unit(conn, unit_id, when))
+    except NotFound:
+        last = units.retired(conn, unit_id, when)
+        if last is None:  # never existed, or not yet at `as_of`
+            raise
+    for unit in last["successors"]:
+        unit["url"] = request.app.url_path_for("get_unit", unit_id=unit["unit_id"])
+    last["links"] = {"history": request.app.url_path_for("unit_history", unit_id=unit_id),
+                     "lineage": request.app.url_path_for("unit_lineage", unit_id=unit_id)}
+    became = ", ".join(f"{u['code']} ({u['url']})" for u in last["successors"]) or "no current unit"
+    when_text = f" (asked as of {when.isoformat()})" if when else ""
+    raise Gone(f"{last['level']} {last['code']} (unit {unit_id}) was retired at {last['retired_at'].isoformat()}"
+               f"{when_text}; it became {became}; its versions: {last['links']['history']}", last)
 
 
 @router.get("/units/{unit_id}/history", summary="Every version of one unit, oldest first")
@@ -73,6 +108,8 @@ class UnitEdit(BaseModel):
     population: int | None = Field(None, ge=0, le=2**31 - 1)
     attributes: dict[str, Any] | None = None
     note: str | None = Field(None, max_length=2000)
+    code: str | None = Field(None, description="not changed here: an admin corrects a code with "
+                             "POST /units/{id}/recode, and its descendants' codes follow")
 
 
 def _geometry(data: dict[str, Any] | None) -> Any:
@@ -84,8 +121,30 @@ def _geometry(data: dict[str, Any] | None) -> Any:
         raise InvalidInput(f"geometry is not valid GeoJSON: {exc}") from None
 
 
-@router.put("/units/{unit_id}", summary="Open a new version of one unit (the old one stays readable)")
+class Recode(BaseModel):
+    """A corrected code for one unit; its descendants' codes follow it."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(..., min_length=1, max_length=64, description="the new code; it must name the unit's parents")
+    version: int | None = Field(None, ge=1, description="the unit's version the recode is based on (409 if stale)")
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.post("/units/{unit_id}/recode", summary="Correct a unit's code (admins); its descendants' codes follow",
+             responses=GONE)
+def recode_unit(unit_id: int, body: Recode, conn: Conn, who: AdminCaller) -> dict[str, Any]:
+    with conn.transaction():
+        result = unit_work.recode_unit(conn, unit_id, body.code, expected_version=body.version, actor=who,
+                                       note=body.note)
+    return encoded(result)
+
+
+@router.put("/units/{unit_id}", summary="Open a new version of one unit (the old one stays readable)",
+            responses=GONE)
 def edit_unit(unit_id: int, edit: UnitEdit, conn: Conn, who: PlanCaller) -> dict[str, Any]:
+    if edit.code is not None:
+        raise InvalidInput(f"a unit's code is not changed by an edit: an admin corrects it with "
+                           f"POST /units/{unit_id}/recode {{\"code\": ...}} (its descendants' codes follow)")
     geom = _geometry(edit.geometry)
     with conn.transaction():
         result = unit_work.edit_unit(

@@ -19,7 +19,7 @@ from geo.units.levels import PARENT_COLUMNS
 
 STATUSES = ("draft", "committed", "discarded")
 _COLUMNS = ("id", "kind", "status", "level", "parent_id", "revision", "params", "metrics", "notes",
-            "actor", "created_at", "updated_at", "closed_at", "change_id")
+            "actor", "created_at", "updated_at", "closed_at", "change_id", "record")
 
 
 def jsonable(v: Any) -> Any:
@@ -79,10 +79,13 @@ def set_revision(conn: psycopg.Connection, plan_id: int, revision: int, metrics:
                  [revision, _json(metrics), str(actor), plan_id])
 
 
-def close(conn: psycopg.Connection, plan_id: int, status: str, actor: object, change_id: int | None = None) -> None:
-    """Mark a plan committed (with the last change set it made) or discarded."""
-    conn.execute("UPDATE plan SET status = %s, closed_at = now(), change_id = coalesce(%s, change_id), actor = %s "
-                 "WHERE id = %s", [status, change_id, str(actor), plan_id])
+def close(conn: psycopg.Connection, plan_id: int, status: str, actor: object, change_id: int | None = None,
+          record: dict[str, Any] | None = None) -> None:
+    """Mark a plan committed (with the last change set it made and the record of what it did)
+    or discarded."""
+    conn.execute("UPDATE plan SET status = %s, closed_at = now(), change_id = coalesce(%s, change_id), actor = %s, "
+                 "record = coalesce(%s, record) WHERE id = %s",
+                 [status, change_id, str(actor), None if record is None else _json(record), plan_id])
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -157,9 +160,14 @@ def building_attributes(conn: psycopg.Connection, grid_id: int) -> dict[str, dic
 
 
 def codes_in_use(conn: psycopg.Connection, level: str, prefix: str) -> set[str]:
-    """Every code of `level` starting with `prefix`, of current and retired units."""
-    return {r["code"] for r in dicts(conn, "SELECT DISTINCT code FROM unit_version WHERE level = %s AND code LIKE %s",
-                                     [level, prefix + "%"])}
+    """Every code of `level` starting with `prefix`, of current and retired units and of the
+    units other draft plans propose (so two drafts do not both give one new code away)."""
+    return {r["code"] for r in dicts(
+        conn,
+        "SELECT code FROM unit_version WHERE level = %(level)s AND code LIKE %(like)s "
+        "UNION SELECT u.code FROM plan_unit u JOIN plan p ON p.id = u.plan_id AND u.revision = p.revision "
+        "WHERE p.status = 'draft' AND p.level = %(level)s AND u.code LIKE %(like)s",
+        {"level": level, "like": prefix + "%"})}
 
 
 def lock_versions(conn: psycopg.Connection, unit_ids: list[int]) -> dict[int, int]:
@@ -200,3 +208,10 @@ def label_points(conn: psycopg.Connection, geoms: list[Any]) -> list[tuple[float
         [[shapely.to_wkb(g) for g in geoms]],
     )
     return [(float(r["x"]), float(r["y"])) for r in rows]
+
+
+def populations(conn: psycopg.Connection, level: str, column: str, parent_id: int) -> dict[str, int | None]:
+    """The population of each current unit of `level` under a parent (at `column`), by code."""
+    return {r["code"]: r["population"] for r in dicts(
+        conn, f"SELECT code, population FROM unit_version WHERE valid_to IS NULL AND level = %s AND {column} = %s",
+        [level, parent_id])}

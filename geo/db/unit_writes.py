@@ -62,6 +62,40 @@ def lock_current(conn: psycopg.Connection, level: str, codes: list[str]) -> dict
     return {r["code"]: r for r in rows}
 
 
+def lock_current_ids(conn: psycopg.Connection, unit_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The current versions of these units, locked, by unit id (as `lock_current` reads them)."""
+    if not unit_ids:
+        return {}
+    rows = with_geoms(dicts(
+        conn,
+        f"SELECT unit_id, code, version, name, households, population, attributes, ST_AsBinary(geom) AS wkb, "
+        f"{', '.join(CHAIN_COLUMNS)} FROM unit_version WHERE valid_to IS NULL AND unit_id = ANY(%s) FOR UPDATE",
+        [unit_ids],
+    ))
+    return {r["unit_id"]: r for r in rows}
+
+
+def codes_taken(conn: psycopg.Connection, level: str, prefixes: list[str]) -> dict[str, set[int]]:
+    """Every code of `level` ever used (current or retired) that starts with one of `prefixes`,
+    with the units that had it."""
+    taken: dict[str, set[int]] = {}
+    if prefixes:
+        for r in dicts(conn, "SELECT DISTINCT code, unit_id FROM unit_version WHERE level = %s "
+                             "AND code LIKE ANY(%s)", [level, [_like_prefix(p) for p in prefixes]]):
+            taken.setdefault(r["code"], set()).add(r["unit_id"])
+    return taken
+
+
+def holders_of_code(conn: psycopg.Connection, level: str, code: str) -> set[int]:
+    """The units of `level` that have ever had this code (current or retired)."""
+    return {r["unit_id"] for r in dicts(
+        conn, "SELECT DISTINCT unit_id FROM unit_version WHERE level = %s AND code = %s", [level, code])}
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def lock_units(conn: psycopg.Connection, unit_ids: list[int]) -> list[dict[str, Any]]:
     """The current versions of these units (id, level, code, version), locked."""
     return dicts(conn, "SELECT unit_id, level, code, version FROM unit_version "

@@ -123,6 +123,23 @@ def under(conn: psycopg.Connection, level: str, column: str, parent_ids: list[in
     return rows_where(conn, level, f"{column} = ANY(%s)", [parent_ids], parent_column=column)
 
 
+def code_chains(conn: psycopg.Connection, level: str, parent_level: str,
+                as_of: datetime | None = None) -> list[dict[str, Any]]:
+    """Each unit of `level` (now or as of a time) with the code of its parent at `parent_level`
+    (None when it has none) and a point on it (lon, lat): what checking codes against the
+    chain reads."""
+    where_c, params_c = valid_at(as_of, "c")
+    where_p, params_p = valid_at(as_of, "p")
+    column = levels.PARENT_COLUMNS[parent_level]
+    return dicts(conn, f"""
+        SELECT c.unit_id, c.code, p.code AS parent_code, ST_X(l.pt) AS lon, ST_Y(l.pt) AS lat
+        FROM unit_version c
+        LEFT JOIN unit_version p ON p.unit_id = c.{column} AND {where_p}
+        CROSS JOIN LATERAL (SELECT ST_PointOnSurface(c.geom) AS pt) l
+        WHERE c.level = %s AND {where_c} ORDER BY c.code
+        """, [*params_p, level, *params_c])
+
+
 def children_of(conn: psycopg.Connection, level: str, column: str, unit_id: int) -> list[dict[str, Any]]:
     """The current units of `level` whose parent at `column` is `unit_id`."""
     return rows_where(conn, level, f"{column} = %s", [unit_id])
@@ -179,6 +196,63 @@ def lineage(conn: psycopg.Connection, unit_id: int) -> dict[str, list[dict[str, 
     became = dicts(conn, "SELECT to_unit_id AS unit_id, kind, change_id FROM unit_lineage "
                          "WHERE from_unit_id = %s ORDER BY 1", [unit_id])
     return {"from": came_from, "to": became}
+
+
+# Lineage followed from retired units (`roots`) through retired ones to the current units
+# they became: a unit split, then one part merged, leads to the part kept and the merged unit.
+_SUCCESSORS_SQL = """
+    WITH RECURSIVE walk (root, unit_id) AS (
+        SELECT l.from_unit_id, l.to_unit_id FROM unit_lineage l JOIN unit u ON u.id = l.from_unit_id
+        WHERE {roots}
+          AND NOT EXISTS (SELECT 1 FROM unit_version c WHERE c.unit_id = l.from_unit_id AND c.valid_to IS NULL)
+        UNION
+        SELECT w.root, l.to_unit_id FROM walk w JOIN unit_lineage l ON l.from_unit_id = w.unit_id
+        WHERE NOT EXISTS (SELECT 1 FROM unit_version c WHERE c.unit_id = w.unit_id AND c.valid_to IS NULL)
+    )
+    SELECT DISTINCT w.root, v.unit_id, v.level, v.code, v.name
+    FROM walk w JOIN unit_version v ON v.unit_id = w.unit_id AND v.valid_to IS NULL
+    ORDER BY w.root, v.code, v.unit_id
+"""
+
+
+def successors(conn: psycopg.Connection, *, level: str | None = None,
+               unit_ids: list[int] | None = None) -> dict[int, list[dict[str, Any]]]:
+    """The current units each retired unit became by lineage (of `level`, or those in
+    `unit_ids`), by code: {retired id: [{unit_id, level, code, name}]}. A retired unit that
+    became nothing current (retired outright) is not a key."""
+    roots = "u.level = %s" if unit_ids is None else "u.id = ANY(%s)"
+    rows = dicts(conn, _SUCCESSORS_SQL.format(roots=roots), [level if unit_ids is None else unit_ids])
+    found: dict[int, list[dict[str, Any]]] = {}
+    for rec in rows:
+        found.setdefault(rec.pop("root"), []).append(rec)
+    return found
+
+
+def retired(conn: psycopg.Connection, unit_id: int, as_of: datetime | None = None) -> dict[str, Any] | None:
+    """A unit that no longer stands (now, or at `as_of`): its last version as `get_unit` reads
+    it, `retired_at`, and the current units it became (`successors`). None for a unit that
+    never existed, still stands, or (at `as_of`) stood or did not exist yet."""
+    last = one(conn, f"SELECT {', '.join(ROW_COLUMNS)}, ST_AsGeoJSON(geom, 9) AS geometry FROM unit_version "
+                     "WHERE unit_id = %s ORDER BY version DESC LIMIT 1", [unit_id])
+    if last is None or last["valid_to"] is None or (as_of is not None and as_of < last["valid_to"]):
+        return None
+    last["geometry"] = json.loads(last["geometry"])
+    last["retired_at"] = last["valid_to"]
+    last["successors"] = successors(conn, unit_ids=[unit_id]).get(unit_id, [])
+    return last
+
+
+def level_names(conn: psycopg.Connection, level: str, also: list[int]) -> dict[int, dict[str, Any]]:
+    """Code and name of every current unit of `level`, and of the units in `also` by their
+    latest version; `retired_at` is None for a current unit, when it was retired otherwise."""
+    rows = dicts(conn, "SELECT unit_id, code, name, NULL::timestamptz AS retired_at FROM unit_version "
+                       "WHERE valid_to IS NULL AND level = %s", [level])
+    found = {rec["unit_id"]: rec for rec in rows}
+    if missing := sorted(set(also) - found.keys()):
+        found.update((rec["unit_id"], rec) for rec in dicts(
+            conn, "SELECT DISTINCT ON (unit_id) unit_id, code, name, valid_to AS retired_at FROM unit_version "
+                  "WHERE unit_id = ANY(%s) ORDER BY unit_id, version DESC", [missing]))
+    return found
 
 
 def count_units(conn: psycopg.Connection) -> dict[str, int]:

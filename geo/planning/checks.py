@@ -8,6 +8,10 @@
 - units that are not contiguous (more than one polygon).
 PostGIS 3.3 has no coverage functions, so this works in shapely on the units of each
 parent, in a local metric CRS. Areas below 1 m² are rounding, not problems.
+
+And, for a plan before it is committed, what the containment checks of its commit would
+refuse (`outside_parents`, `children_outside`): the rules of geo/units/containment.py, run as
+geo/usecases/boundaries.py `write_units` runs them, so a plan reports what commit would say.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import pyproj
 import shapely
 
 from geo.coords import crs
-from geo.units import levels
+from geo.errors import InvalidInput
+from geo.units import containment, levels
 from geo.units.containment import CONTAINMENT_TOLERANCE_M
 
 MIN_AREA_M2 = 1.0
@@ -99,3 +104,51 @@ def siblings(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: p
                                 f"{lv} {codes_[k]} reaches {o.area:,.1f} m² outside its {parent['level']} {pcode}",
                                 code=codes_[k], parent=pcode, area_m2=round(o.area, 1)))
     return out
+
+
+def _contained(level: str, parts_m: np.ndarray, labels: list[str], codes: list[str] | None,
+               parents: list[containment.Parents]) -> None:
+    """Raise what `write_units` raises for these units: each parent found, the unit inside it
+    (0.5 m tolerance), its code naming that parent (when `codes` are given)."""
+    n = len(parts_m)
+    chains: list[dict[str, int | None]] = [dict.fromkeys(levels.CHAIN_COLUMNS) for _ in range(n)]
+    for p in parents:
+        match = containment.match_parents(parts_m, p, [None] * n, labels, level)
+        containment.link_chains(level, codes or [""] * n, labels, p, match, chains, codes is not None)
+
+
+def outside_parents(level: str, parts_m: np.ndarray, labels: list[str], codes: list[str] | None,
+                    parents: list[containment.Parents]) -> list[str]:
+    """What the containment check of a write would refuse of these units (metric, with the
+    stored `parents` of each of their parent levels, in the same CRS), one message per unit."""
+    parts = np.asarray(parts_m, dtype=object)
+    try:
+        _contained(level, parts, labels, codes, parents)
+        return []
+    except InvalidInput:
+        pass
+    found = []
+    for k in range(len(parts)):
+        try:
+            _contained(level, parts[k:k + 1], labels[k:k + 1], codes[k:k + 1] if codes else None, parents)
+        except InvalidInput as exc:
+            found.append(str(exc))
+    return found
+
+
+def children_outside(level: str, parts_m: np.ndarray, part_codes: list[str], child_level: str,
+                     children_m: np.ndarray, child_labels: list[str]) -> list[str]:
+    """What a write moving the units beneath (`children_m`, of `child_level`) into these units
+    would refuse: the first child that lies in none of them (0.5 m tolerance)."""
+    if not len(children_m) or not len(parts_m):
+        return []
+    n = len(parts_m)
+    parts = containment.Parents.of(level, list(range(n)), part_codes,
+                                   [dict.fromkeys(levels.CHAIN_COLUMNS) for _ in range(n)],
+                                   np.asarray(parts_m, dtype=object))
+    try:
+        containment.match_parents(np.asarray(children_m, dtype=object), parts, [None] * len(children_m),
+                                  child_labels, child_level)
+    except InvalidInput as exc:
+        return [str(exc)]
+    return []

@@ -1,5 +1,8 @@
 """Small neighbourhoods (小邻里) drawn inside one grid: runs of entrances, never across a compound.
 
+Each is named after the building or entrances it holds and carries that building's code
+(`holdings`, `label`, `attributes`), as the sample's own small neighbourhoods do.
+
 A building above the band's ceiling is cut across its long side into its entrances (单元),
 so a small neighbourhood can be a few entrances of one building; each residential
 compound's part of the grid is split on its own, and all parts are then noded together so
@@ -112,3 +115,117 @@ def split_by_compound(outline: Any, compounds: list[Feature], buildings: list[Fe
     if not atoms:
         raise Infeasible("it holds no residential compound to cut into small neighbourhoods")
     return [(a.territory, a.households, a.compound) for a in noded(area, atoms)], notes
+
+
+# ---- what each small neighbourhood holds: its name, building_code and population ----------------
+
+Holding = tuple[Feature, list[int], int, int]  # building, its entrances held (1-based), of how many, households held
+
+
+def holdings(pieces: list[Piece], buildings: list[Feature], ceiling: int,
+             attrs: dict[str, dict[str, Any]] | None = None) -> list[list[Holding]]:
+    """For each piece, the buildings it holds and which of their entrances (单元): each
+    entrance `entrances` cuts (or each whole building) goes to the piece holding most of it."""
+    attrs = attrs or {}
+    out: list[list[Holding]] = [[] for _ in pieces]
+    if not pieces:
+        return out
+    geoms = [p[0] for p in pieces]
+    tree = shapely.STRtree(geoms)
+
+    def home(geom: Any) -> int | None:
+        near = tree.query(geom, predicate="intersects").tolist()
+        if not near:
+            return None
+        if geom.geom_type == "Point":
+            return int(near[0])
+        return int(max(near, key=lambda k: (shapely.intersection(geoms[k], geom).area, -k)))
+
+    for b in buildings:
+        slices = entrance_slices(b, ceiling, attrs)
+        n = int((attrs.get(b.code) or {}).get("entrances") or 0)
+        held: dict[int, tuple[list[int], int]] = {}
+        if len(slices) == 1:
+            k = home(b.geom)
+            if k is not None:
+                held[k] = (list(range(1, n + 1)), b.households)
+        else:
+            n = len(slices)
+            for e, (piece, hh) in enumerate(slices, start=1):
+                k = home(piece)
+                if k is not None:
+                    ents, total = held.get(k, ([], 0))
+                    held[k] = ([*ents, e], total + hh)
+        for k, (ents, hh) in held.items():
+            out[k].append((b, ents, n, hh))
+    return out
+
+
+def _runs(numbers: list[int]) -> str:
+    """1,2,3,5 -> '1-3、5'."""
+    runs: list[list[int]] = []
+    for x in sorted(numbers):
+        if runs and x == runs[-1][-1] + 1:
+            runs[-1].append(x)
+        else:
+            runs.append([x])
+    return "、".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def label(held: list[Holding], compound_name: str) -> str:
+    """What a small neighbourhood is called after, as the sample names them: its building and
+    entrances ("桂园4栋1-3单元"), several buildings of one compound ("桂园1栋、2栋1-2单元"),
+    or its compound where it holds no building."""
+    if not held:
+        return compound_name
+    held = sorted(held, key=lambda h: (h[0].code, h[1]))
+    names = [h[0].name or h[0].code for h in held]
+    common = names[0] if len(names) == 1 else _common_prefix(names)
+    if len(held) > 3:
+        return f"{names[0]}等{len(held)}栋"
+    parts = [name[len(common):] + (f"{_runs(h[1])}单元" if h[1] else "") for h, name in zip(held, names, strict=True)]
+    return common + "、".join(parts)
+
+
+def _common_prefix(names: list[str]) -> str:
+    """The longest prefix the names share, not ending inside a number."""
+    prefix = names[0]
+    for n in names[1:]:
+        while not n.startswith(prefix):
+            prefix = prefix[:-1]
+    while prefix and prefix[-1].isdigit():
+        prefix = prefix[:-1]
+    return prefix
+
+
+def attributes(held: list[Holding]) -> dict[str, Any]:
+    """A small neighbourhood's attributes: the building it belongs to (the one holding most of
+    its households), and every building when it holds several."""
+    if not held:
+        return {}
+    main = max(held, key=lambda h: (h[3], len(h[1]), h[0].code))[0]
+    out: dict[str, Any] = {"building_code": main.code}
+    if len(held) > 1:
+        out["building_codes"] = sorted(h[0].code for h in held)
+    return out
+
+
+def population_shares(held: list[Holding], population: dict[str, int | None]) -> list[tuple[float, int | None]]:
+    """A piece's shares of its buildings' population: the part of a building's households
+    it holds (of its entrances where the building has none)."""
+    out = []
+    for b, ents, n, hh in held:
+        share = hh / b.households if b.households > 0 else (len(ents) / n if n else 1.0)
+        out.append((share, population.get(b.code)))
+    return out
+
+
+def describe(pieces: list[Piece], buildings: list[Feature], compounds: list[Feature], ceiling: int,
+             attrs: dict[str, dict[str, Any]] | None, population: dict[str, int | None]
+             ) -> tuple[list[str], list[dict[str, Any]], list[list[tuple[float, int | None]]]]:
+    """For each piece: what it is named after (`label`), its attributes (`attributes`) and its
+    shares of its buildings' population (`population_shares`)."""
+    held = holdings(pieces, buildings, ceiling, attrs)
+    names = {c.code: c.name or c.code for c in compounds}
+    return ([label(h, names.get(p[2] or "", p[2] or "")) for h, p in zip(held, pieces, strict=True)],
+            [attributes(h) for h in held], [population_shares(h, population) for h in held])

@@ -4,7 +4,8 @@ Measured from geometry alone (metric CRS), so a hand-edited plan, a METIS split 
 max-p regionalisation are judged the same way:
 - households per part (buildings by a point on each; compounds without buildings by
   their largest overlap), and how far each part is outside the band;
-- contiguity (one polygon per part), tiling (gaps and overlaps against the outline);
+- contiguity (one polygon per part), tiling (gaps and overlaps against the outline, as
+  commit measures them: geo/planning/tiling.py);
 - compounds smaller than the band's ceiling that are split, buildings cut by a boundary;
 - the share of new boundary length that runs along roads or compound walls;
 - Polsby-Popper compactness 4πA/P² per part.
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from geo.planning import tiling
 from geo.planning.atoms import Feature
 from geo.planning.graph import ROAD_TOLERANCE_M
 
@@ -120,10 +122,7 @@ def measure(parts: Sequence[shapely.Geometry] | np.ndarray, outline: shapely.Geo
         through = float(shapely.intersection(lines, inside).length) if total_len else 0.0
         extra = {"through_dwellings_m": round(through, 1),
                  "between_dwellings_share": round(1 - through / total_len, 4) if total_len else 1.0}
-    union = shapely.coverage_union_all(parts) if len(parts) else shapely.Polygon()
-    overlap = float(area.sum() - union.area)
-    gap = float(shapely.difference(outline, union).area)
-    spill = float(shapely.difference(union, outline).area)
+    tiled = tiling.figures(parts, outline)  # as commit measures it (geo/planning/tiling.py `problems`)
     return {
         "parts": int(len(parts)),
         "households": households.tolist(),
@@ -143,9 +142,9 @@ def measure(parts: Sequence[shapely.Geometry] | np.ndarray, outline: shapely.Geo
         "polsby_popper": [round(float(x), 4) for x in pp],
         "polsby_popper_mean": round(float(pp.mean()), 4) if len(pp) else 0.0,
         "polsby_popper_min": round(float(pp.min()), 4) if len(pp) else 0.0,
-        "gap_m2": round(max(gap, 0.0), 3),
-        "overlap_m2": round(max(overlap, 0.0), 3),
-        "outside_m2": round(max(spill, 0.0), 3),
+        "gap_m2": round(tiled.gap, 3),
+        "overlap_m2": round(tiled.overlap, 3),
+        "outside_m2": round(tiled.spill, 3),
     } | extra
 
 
@@ -157,7 +156,8 @@ TARGETS = {
 
 
 def meets_targets(m: dict[str, Any]) -> list[str]:
-    """What a plan misses of the quality targets (empty when it meets all)."""
+    """What a plan misses of the quality targets (empty when it meets all), and why its commit
+    would be refused when it has `commit_problems` (`refused`)."""
     missed = []
     if m["out_of_band"]:
         missed.append(f"{m['out_of_band']} part(s) outside {m['band'][0]}-{m['band'][1]} households")
@@ -178,5 +178,14 @@ def meets_targets(m: dict[str, Any]) -> list[str]:
     if m["polsby_popper_min"] < TARGETS["polsby_popper_min"]:
         missed.append(f"min Polsby-Popper {m['polsby_popper_min']:.2f} (target ≥ 0.3)")
     if m["gap_m2"] > 1 or m["overlap_m2"] > 1 or m["outside_m2"] > 1:
-        missed.append(f"parts do not tile the area (gaps {m['gap_m2']} m², overlaps {m['overlap_m2']} m²)")
-    return missed
+        missed.append(f"parts do not tile the area (gaps {m['gap_m2']} m², overlaps {m['overlap_m2']} m², "
+                      f"beyond it {m['outside_m2']} m²)")
+    return missed + refused(m.get("commit_problems") or [])
+
+
+def refused(commit_problems: list[str]) -> list[str]:
+    """The target every plan must meet, whatever it is: that its commit would not be refused."""
+    if not commit_problems:
+        return []
+    more = f" (and {len(commit_problems) - 1} more: see commit_problems)" if len(commit_problems) > 1 else ""
+    return [f"commit would be refused: {commit_problems[0]}{more}"]

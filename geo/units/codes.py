@@ -14,6 +14,11 @@ Street, community and grid codes follow the national schemes and are checked
 strictly. Compound, neighbourhood and building codes have no national scheme:
 gridmap's own form above is recommended and checked against the parent when a
 code has that form; any other non-empty code is accepted as the city's own.
+
+A code is an identity that follows the chain: when a unit comes to lie under another
+parent (a split or merge of its parent, an edit), `rehome` gives it the code under the new
+parent, keeping its own sequence where that was never used there, else the lowest sequence
+never used (a code once used, even by a retired unit, is never given to other land).
 """
 
 from __future__ import annotations
@@ -70,6 +75,72 @@ def implied_parent(level: str, code: str, parent_level: str) -> str | None:
         match = _OWN_FORM[level].match(code)
         return match.group(1) if match else None
     return None
+
+
+def _tail(level: str, code: str) -> tuple[str, int, int] | None:
+    """What follows the parent's part of a code in gridmap's forms: (separator, sequence,
+    width); None for a code in the city's own form, which names no parent."""
+    if level == "grid":
+        return "", int(code[12:]), 3
+    if level == "compound" and _OWN_FORM["compound"].match(code):
+        return "C", int(code[13:]), 3
+    if level in ("neighbourhood", "building") and _OWN_FORM[level].match(code):
+        digits = code[17:]
+        return code[16], int(digits), len(digits)
+    if level == "community":
+        return "", int(code[9:]), 3
+    return None
+
+
+def parent_part(level: str, parent_code: str) -> str:
+    """The part of a child's code its parent gives it (a community's 9-digit street prefix)."""
+    return parent_code[:9] if level == "community" else parent_code
+
+
+def rehome(level: str, code: str, parent_code: str, taken: dict[str, set[int]], unit_id: int = 0) -> str:
+    """The code of a `level` unit coded `code` once it lies under the parent coded
+    `parent_code` (the parent its code names: a grid's community, a building's compound):
+    the code itself when it already names that parent or names none, else the parent's part
+    plus its own sequence when no other unit ever had that code, else the lowest sequence no
+    other unit ever had. `taken` maps every code of the level ever used to the units that
+    had it; the new code is added to it for `unit_id` (a unit may take back its own old code)."""
+    tail = _tail(level, code)
+    if tail is None:
+        return code
+    p_level = code_parent_level(level) or ""
+    if implied_parent(level, code, p_level) == parent_code:
+        return code
+    sep, seq, width = tail
+    prefix = parent_part(level, parent_code) + sep
+    new = f"{prefix}{seq:0{width}d}"
+    seq = 1
+    while (taken.get(new, set()) - {unit_id}) or (level == "community" and new.endswith("000")):
+        if seq >= 10**width:
+            raise InvalidInput(f"no free {level} codes left under {parent_code}")
+        new = f"{prefix}{seq:0{width}d}"
+        seq += 1
+    taken.setdefault(new, set()).add(unit_id)
+    return new
+
+
+def code_parent_level(level: str) -> str | None:
+    """The parent level a code of `level` names (None: a street's code names no parent)."""
+    return {"community": "street", "grid": "community", "compound": "community",
+            "neighbourhood": "compound", "building": "compound"}.get(level)
+
+
+def against_chain(level: str, code: str, parent_code: str | None) -> str | None:
+    """What is wrong when a `level` unit's code names another parent than the one it lies in
+    (None when nothing is)."""
+    p_level = code_parent_level(level)
+    if p_level is None:
+        return None
+    implied = implied_parent(level, code, p_level)
+    if implied is None or implied == parent_code:
+        return None
+    where = f"{p_level} {parent_code}" if parent_code else f"no {p_level}"
+    return (f"{level} {code} lies in {where}, but its code says {p_level} {implied}: "
+            f"recode it (gridmap units recode, or POST /units/{{id}}/recode)")
 
 
 def street_code(county: str, seq: int) -> str:

@@ -42,6 +42,8 @@ class UnitInput:
     parent_codes: dict[str, str] = field(default_factory=dict)
     label: str = ""
     keep: set[str] = field(default_factory=set)  # fields to keep from the stored version
+    unit_id: int | None = None  # the stored unit this is a new version of, when its code may change
+    follow_parent: bool = False  # its code follows the parent it is found in (geo/units/codes.py rehome)
 
 
 @dataclass
@@ -52,6 +54,10 @@ class WriteSummary:
     created: list[int] = field(default_factory=list)
     changed: list[int] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
+    # codes that followed their units to a new parent: {level, unit_id, from, to}
+    recoded: list[dict[str, Any]] = field(default_factory=list)
+    # what followed the change (geo/usecases/boundaries.py follow): workers and incidents moved
+    followed: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int | None]:
         return {
@@ -59,6 +65,7 @@ class WriteSummary:
             "created": len(self.created),
             "changed": len(self.changed),
             "unchanged": len(self.unchanged),
+            "recoded": len(self.recoded),
         }
 
 

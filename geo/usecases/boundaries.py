@@ -6,10 +6,14 @@ them (0.5 m tolerance) and that existing children still lie inside a changed uni
 in the caller's transaction, opens version 1 of new units and closes the current version
 of changed ones while opening the next. `replace_units` retires units and opens new ones
 in their place (a split, a merge, a redraw) with lineage, and moves the descendants of the
-retired units to the new ones. Nothing is overwritten: geo/db/units.py reads any past state.
+retired units to the new ones. Codes are identities that follow the chain: a unit that comes
+to lie under another parent takes a code under it (geo/units/codes.py `rehome`), in the same
+change set, as a new version of the same unit; its old code stays readable as of before.
+Nothing is overwritten: geo/db/units.py reads any past state.
 
 After a change, `follow` does what must move with the boundaries, in the same transaction:
-today, open incidents in closed units are re-assigned to the units now holding them.
+workers on retired units move to their successors, and open incidents in closed units are
+re-assigned to the units now holding them.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from geo.db import unit_writes, units
 from geo.db.rows import transaction_time
 from geo.errors import Conflict, InvalidInput
 from geo.security.identity import Identity
-from geo.units import containment, levels, model
+from geo.units import codes, containment, levels, model
 from geo.units.levels import CHAIN_COLUMNS
 from geo.units.model import Progress, UnitInput, WriteSummary, no_progress
-from geo.usecases import incidents
+from geo.usecases import incidents, workers
 
 REPLACEMENTS = ("split", "merge", "redraw")
 
@@ -49,7 +53,8 @@ def _parents(conn: psycopg.Connection, level: str, bbox: tuple[float, ...],
 def _find_parents(conn: psycopg.Connection, level: str, units: list[UnitInput], geoms_m: np.ndarray,
                   metric: pyproj.CRS, bbox: tuple[float, ...], check_codes: bool,
                   progress: Progress) -> list[dict[str, int | None]]:
-    """Each unit's chain of parent ids, every parent found and checked."""
+    """Each unit's chain of parent ids, every parent found and checked. A unit whose code
+    follows its parent (`follow_parent`) takes its code under the parent it is found in."""
     n = len(units)
     labels = [u.label for u in units]
     chains: list[dict[str, int | None]] = [dict.fromkeys(CHAIN_COLUMNS) for _ in range(n)]
@@ -69,9 +74,23 @@ def _find_parents(conn: psycopg.Connection, level: str, units: list[UnitInput], 
             )
         explicit = [u.parent_codes.get(p_level) for u in units]
         match = containment.match_parents(geoms_m, parents, explicit, labels, level)
+        if p_level == codes.code_parent_level(level):
+            _follow_parents(conn, level, units, [parents.codes[j] for j in match.tolist()])
         containment.link_chains(level, [u.code for u in units], labels, parents, match, chains, check_codes)
         progress(f"finding {p_level}s", n, n)
     return chains
+
+
+def _follow_parents(conn: psycopg.Connection, level: str, units: list[UnitInput], parent_codes: list[str]) -> None:
+    """Give each unit that follows its parent the code under the parent it was found in."""
+    moving = [i for i, u in enumerate(units)
+              if u.follow_parent and codes.implied_parent(level, u.code, codes.code_parent_level(level) or "")
+              not in (None, parent_codes[i])]
+    if not moving:
+        return
+    taken = unit_writes.codes_taken(conn, level, sorted({codes.parent_part(level, parent_codes[i]) for i in moving}))
+    for i in sorted(moving, key=lambda k: units[k].code):
+        units[i].code = codes.rehome(level, units[i].code, parent_codes[i], taken, units[i].unit_id or 0)
 
 
 def _check_children_inside(conn: psycopg.Connection, level: str, unit_ids: list[int], geoms_m: np.ndarray,
@@ -99,11 +118,15 @@ def write_units(
     progress: Progress = no_progress,
     change_id: int | None = None,
     valid_from: datetime | None = None,
+    nested: bool = False,
 ) -> WriteSummary:
     """Create or change the given units at `level`, in the caller's transaction.
 
-    `valid_from` backdates new units (for a first load of boundaries that were already in
-    force); it is refused when the write would change stored units."""
+    A changed unit that comes to lie under another parent, or takes another code, carries its
+    descendants with it: they are found again in the units now holding them, and their codes
+    follow; then what follows a change (`follow`) runs. A `nested` write is one step of a
+    larger change that does both itself. `valid_from` backdates new units (for a first load of boundaries that
+    were already in force); it is refused when the write would change stored units."""
     level = levels.parse_level(level)
     if not units:
         return WriteSummary(change_id)
@@ -114,14 +137,19 @@ def write_units(
     chains = _find_parents(conn, level, units, geoms_m, metric, tuple(shapely.total_bounds(geoms)),
                            check_codes, progress)
 
-    existing = unit_writes.lock_current(conn, level, [u.code for u in units])
+    by_code = unit_writes.lock_current(conn, level, [u.code for u in units if u.unit_id is None])
+    by_id = unit_writes.lock_current_ids(conn, [u.unit_id for u in units if u.unit_id is not None])
+    if gone := [u.label for u in units if u.unit_id is not None and u.unit_id not in by_id]:
+        raise Conflict(f"{gone[0]} is not current any more: reload and try again")
+    existing = [by_id[u.unit_id] if u.unit_id is not None else by_code.get(u.code) for u in units]
     summary = WriteSummary(change_id)
     new_idx, changed_idx = _new_and_changed(units, existing, chains, summary)
     if not new_idx and not changed_idx:
         return summary
+    stored = {i: row for i in changed_idx if (row := existing[i]) is not None}
 
     if changed_idx:  # a changed unit must still hold its children
-        _check_children_inside(conn, level, [existing[units[i].code]["unit_id"] for i in changed_idx],
+        _check_children_inside(conn, level, [stored[i]["unit_id"] for i in changed_idx],
                                geoms_m[changed_idx], [labels[i] for i in changed_idx], metric)
     if summary.change_id is None:
         summary.change_id = unit_writes.open_change_set(conn, kind, actor, note)
@@ -135,9 +163,12 @@ def write_units(
         summary.created = [unit_ids[i] for i in new_idx]
     if changed_idx:
         for i in changed_idx:
-            row = existing[units[i].code]
+            row = stored[i]
             unit_ids[i] = row["unit_id"]
             versions[i] = row["version"] + 1
+            if row["code"] != units[i].code:
+                summary.recoded.append({"level": level, "unit_id": row["unit_id"], "from": row["code"],
+                                        "to": units[i].code})
         summary.changed = [unit_ids[i] for i in changed_idx]
         unit_writes.close_versions(conn, summary.changed, now, summary.change_id)
     write = new_idx + changed_idx
@@ -145,18 +176,24 @@ def write_units(
                               [versions[i] for i in write], [chains[i] for i in write], now,
                               summary.change_id, progress)
     if changed_idx:
-        follow(conn, summary.change_id)
+        moved = [stored[i]["unit_id"] for i in changed_idx
+                 if stored[i]["code"] != units[i].code
+                 or {c: stored[i][c] for c in CHAIN_COLUMNS} != chains[i]]
+        if not nested:
+            if moved:
+                _carry_descendants(conn, level, moved, summary, actor)
+            summary.followed = follow(conn, summary.change_id, actor)
     return summary
 
 
-def _new_and_changed(units: list[UnitInput], existing: dict[str, dict[str, Any]],
+def _new_and_changed(units: list[UnitInput], existing: list[dict[str, Any] | None],
                      chains: list[dict[str, int | None]], summary: WriteSummary) -> tuple[list[int], list[int]]:
     """The positions of the units that are new and of those that change a stored unit; a stored
     unit that stays as it is goes to `summary.unchanged`. A unit that keeps its stored households
     or population takes them over here."""
     new_idx, changed_idx = [], []
     for i, unit in enumerate(units):
-        row = existing.get(unit.code)
+        row = existing[i]
         if row is None:
             new_idx.append(i)
             continue
@@ -165,7 +202,7 @@ def _new_and_changed(units: list[UnitInput], existing: dict[str, dict[str, Any]]
         if "population" in unit.keep:
             unit.population = row["population"]
         same = (
-            row["name"] == unit.name and row["households"] == model.count(unit.households)
+            row["code"] == unit.code and row["name"] == unit.name and row["households"] == model.count(unit.households)
             and row["population"] == model.count(unit.population) and row["attributes"] == unit.attributes
             and {c: row[c] for c in CHAIN_COLUMNS} == chains[i] and model.same_shape(row["geom"], unit.geom)
         )
@@ -213,6 +250,10 @@ def replace_units(
     if len(level_set) != 1 or any(u.level != rows[0]["level"] for u in new_units):
         raise InvalidInput("a split or merge replaces units of one level with units of the same level")
     level = rows[0]["level"]
+    for unit in new_units:  # a code once given is never given to other land
+        if others := unit_writes.holders_of_code(conn, level, unit.code) - set(old_ids):
+            raise Conflict(f"{level} code {unit.code} belongs to unit {min(others)} (current or retired) since "
+                           "this change was drawn: draw it again so the new unit takes a free code")
     change_id = unit_writes.open_change_set(conn, kind, actor, note)
     retired_codes = {r["code"] for r in rows}
     unit_writes.close_versions(conn, old_ids, None, change_id)
@@ -221,34 +262,43 @@ def replace_units(
             unit.label = unit.label or f"{level} {unit.code}"
     summary = write_units(conn, level, new_units, kind=kind, actor=actor, note=note, change_id=change_id)
     unit_writes.record_lineage(conn, change_id, kind, old_ids, summary.created)
-    _reassign_descendants(conn, level, old_ids, change_id, actor)
-    follow(conn, change_id)
+    _carry_descendants(conn, level, old_ids, summary, actor)
+    summary.followed = follow(conn, change_id, actor)
     return summary
 
 
-def _reassign_descendants(conn: psycopg.Connection, level: str, old_ids: list[int], change_id: int,
-                          actor: str | Identity) -> None:
+def _carry_descendants(conn: psycopg.Connection, level: str, parent_ids: list[int], summary: WriteSummary,
+                       actor: str | Identity) -> None:
+    """The descendants of units that were retired, re-parented or recoded are found again, by
+    geometry, in the current units now holding them (each gets a new version, in the change
+    set of `summary`), and their codes follow their new parents; anything that no longer fits
+    is refused. Levels go outermost first, so a small neighbourhood's code follows its
+    compound's new code."""
     col = levels.PARENT_COLUMNS.get(level)
     if col is None:
         return
     for child_level in levels.LEVELS[levels.LEVELS.index(level) + 1:]:
         if level not in levels.ancestors(child_level):
             continue
-        rows = units.under(conn, child_level, col, old_ids)
+        rows = units.under(conn, child_level, col, parent_ids)
         if not rows:
             continue
         moved = [
             UnitInput(
                 level=child_level, code=r["code"], name=r["name"], geom=r["geom"],
                 households=r["households"], population=r["population"], attributes=r["attributes"],
-                label=f"{child_level} {r['code']}",
+                label=f"{child_level} {r['code']}", unit_id=r["unit_id"], follow_parent=True,
             )
             for r in rows
         ]
-        write_units(conn, child_level, moved, kind="edit", actor=actor, check_codes=False, change_id=change_id)
+        done = write_units(conn, child_level, moved, kind="edit", actor=actor, change_id=summary.change_id,
+                           nested=True)
+        summary.recoded.extend(done.recoded)
 
 
-def follow(conn: psycopg.Connection, change_id: int) -> None:
-    """What must follow a boundary change in its transaction: open incidents in the closed
-    units move to the units that now hold them."""
-    incidents.reassign_after_change(conn, change_id)
+def follow(conn: psycopg.Connection, change_id: int, actor: str | Identity) -> dict[str, Any]:
+    """What must follow a boundary change in its transaction: workers on retired units move to
+    their successors (or are flagged for dispatchers), then open incidents in the closed units
+    move to the units now holding them (and to the moved workers)."""
+    moved_workers = workers.follow_change(conn, change_id, actor)
+    return {"workers": moved_workers, "incidents_moved": incidents.reassign_after_change(conn, change_id)}

@@ -1,5 +1,5 @@
-"""Incidents as people handle them: take in a report, move it through its lifecycle, attach
-a worker, re-assign open ones after a boundary change, import a hotline export, store a
+"""Incidents as people handle them: take in a report, move it through its lifecycle,
+re-assign open ones after a boundary change, import a hotline export, store a
 generated sample. Each owns its transaction's steps and writes its audit row in it.
 
 Intake assigns a report to the units valid when it was made (its `reported_at`), through
@@ -143,16 +143,6 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
                  after={"state": to_state, "version": version + 1, **data},
                  detail={"actor": actor, "note": note})
     return db.get(conn, incident_id, viewer=viewer)
-
-
-def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, phone: str | None = None,
-               who: str | Identity = "gridmap") -> dict[str, Any]:
-    """Attach a worker to the unit their role works in (a grid, community or neighbourhood)."""
-    name = dispatch.check_worker(name, role, workers.unit_level(conn, unit_id), unit_id)
-    worker = workers.insert(conn, name, role, unit_id, phone)
-    audit.record(conn, who, "worker.add", "worker", [worker["id"]],
-                 after={"name": name, "role": role, "unit_id": unit_id})
-    return worker
 
 
 def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:

@@ -77,7 +77,8 @@ def review(conn: psycopg.Connection, plan_id: int) -> dict[str, Any]:
     if parent and parent["level"] != level:
         problems += _problems(parent["level"], [parent], None, "current")
     _with_label_points(conn, proposed + replaced)
-    flows = {u["seq"]: u for u in compare(conn, plan_id)["units"]}
+    compared = compare(conn, plan_id)
+    flows = {u["seq"]: u for u in compared["units"]}
     pp = metrics.get("polsby_popper") or []
     by_code: dict[str, list[str]] = {}
     for f in problems:
@@ -104,6 +105,10 @@ def review(conn: psycopg.Connection, plan_id: int) -> dict[str, Any]:
         "band": list(band) if band else None,
         "metrics": metrics,
         "parent": {k: v for k, v in parent.items() if k != "geom"} if parent else None,
+        # what the commit would do (a draft) or did (a committed plan): codes that follow their
+        # units to new parents, workers and incidents moved, a problem that would stop it
+        "compare": {k: compared.get(k) for k in ("households_moved", "code_changes", "workers", "incidents_moved",
+                                                 "problem", "as_committed")},
         "parts": parts,
         "proposed": {"type": "FeatureCollection", "features": [
             _feature(u["geom"], {"id": u["seq"], "seq": u["seq"], "code": u["code"], "name": u["name"],

@@ -4,8 +4,8 @@ A plan records the units it replaces at the versions it was drawn from. Commit c
 those versions are still current (else Conflict), re-checks that the proposed units tile
 what they replace (no gaps, no overlaps) and then, in one transaction, closes the old
 versions and opens the new units with lineage (geo/usecases/boundaries.py). Nothing is
-overwritten: an edit adds a revision of the proposed units; a committed or discarded plan
-stays on record. Every step writes its audit row in its transaction.
+overwritten: an edit adds a revision of the proposed units (geo/usecases/plan_edits.py); a
+committed or discarded plan stays on record. Every step writes its audit row in its transaction.
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ import numpy as np
 import psycopg
 import shapely
 
-from geo import settings
 from geo.coords import crs
-from geo.db import audit, roads, units
+from geo.db import audit, roads, unit_writes, units
 from geo.db import plans as db
 from geo.errors import Conflict, InvalidInput
-from geo.planning import communities, merge, naming, neighbourhoods, quality, search, tiling
+from geo.planning import checks, communities, merge, naming, neighbourhoods, quality, search, tiling
 from geo.planning import compare as flows
 from geo.planning.atoms import Feature, Infeasible
 from geo.security.identity import Identity
-from geo.units import geometry, levels
+from geo.units import containment, geometry, levels
 from geo.units.model import Progress, UnitInput, no_progress
 from geo.usecases import boundaries
 
@@ -123,10 +122,28 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
     except Infeasible as exc:
         raise InvalidInput(f"{unit['level']} {unit['code']}: {exc}") from None
     progress("partitioning", 1, 1)
+    col = levels.PARENT_COLUMNS[unit["level"]]
     replaces = [unit] if into == unit["level"] else db.children_of(conn, into, unit)
-    proposed = naming.name_parts(unit, into, result_parts, replaces,
-                                 lambda level, prefix: db.codes_in_use(conn, level, prefix))
-    metrics = _metrics(conn, ctx, into, band, [p["geom_m"] for p in proposed], [p["households"] for p in proposed])
+    old = [(unit["code"], ctx.outline)] if into == unit["level"] else \
+        [(f.code, f.geom) for f in _features(units.children_of(conn, into, col, unit_id), ctx.metric)]
+    labels: list[str] | None = None
+    attributes: list[dict[str, Any]] = [{} for _ in result_parts]
+    if into == "neighbourhood":  # named after their buildings; people counted in the buildings they hold
+        labels, attributes, shares = neighbourhoods.describe(result_parts, ctx.buildings, ctx.compounds, band[1],
+                                                             attrs, db.populations(conn, "building", col, unit_id))
+    else:  # people counted in the small neighbourhoods they hold (the buildings where none has a figure)
+        cell_pop = db.populations(conn, "neighbourhood", col, unit_id)
+        building_pop = db.populations(conn, "building", col, unit_id)
+        sources = [(c.geom, cell_pop[c.code]) for c in ctx.cells if cell_pop.get(c.code) is not None] or \
+            [(b.geom, building_pop.get(b.code)) for b in ctx.buildings]
+        shares = naming.by_area([p[0] for p in result_parts], sources)
+    proposed = naming.name_parts(unit, into, result_parts, old,
+                                 lambda level, prefix: db.codes_in_use(conn, level, prefix), labels)
+    populations = naming.apportion(shares)
+    for p in proposed:
+        p["population"], p["attributes"] = populations[p["part"]], attributes[p["part"]]
+    metrics = _metrics(conn, ctx, into, band, [p["geom_m"] for p in proposed], [p["households"] for p in proposed],
+                       [p["code"] for p in proposed])
     kind = "split" if into == unit["level"] or not replaces else "redraw"
     return _store_plan(conn, kind, into, unit, replaces, proposed, ctx.metric, metrics, notes,
                        {"into": into, "band": list(band), "parts": parts, "seed": seed,
@@ -134,7 +151,9 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
 
 
 def _metrics(conn: psycopg.Connection, ctx: Context, into: str, band: tuple[int, int], geoms_m: list[Any],
-             households: list[int]) -> dict[str, Any]:
+             households: list[int], codes: list[str] | None = None) -> dict[str, Any]:
+    """The plan's figures, the targets it misses and what commit would refuse (`commit_problems`,
+    found by the checks commit runs: see `_contained`), for parts of `ctx`'s unit in metres."""
     compounds = ctx.compounds if into != "neighbourhood" else []
     dwellings = None
     if into == "neighbourhood":
@@ -142,12 +161,45 @@ def _metrics(conn: psycopg.Connection, ctx: Context, into: str, band: tuple[int,
         lines = neighbourhoods.entrance_lines(ctx.buildings, band[1],
                                               db.building_attributes(conn, ctx.unit["unit_id"]))
         dwellings = (ctx.buildings, lines)
-    m = quality.measure(geoms_m, _outline_for(ctx, into), band, compounds, ctx.buildings, ctx.roads,
+    target = _outline_for(ctx, into)
+    m = quality.measure(geoms_m, target, band, compounds, ctx.buildings, ctx.roads,
                         households=np.array(households), dwellings=dwellings)
     if into == "neighbourhood":
         m["buildings_split"] = []  # counted as cuts through dwellings instead
+    parts = np.array(geoms_m, dtype=object)
+    beneath = {"building": ctx.buildings, "neighbourhood": ctx.cells, "compound": ctx.compounds}
+    if into == "community":
+        beneath["grid"] = _features(units.children_of(conn, "grid", "community_id", ctx.unit["unit_id"]), ctx.metric)
+    # as `_check_tiling` checks them at commit
+    m["commit_problems"] = ["the plan " + p for p in tiling.problems(parts, target, ctx.metric)] + \
+        _contained(conn, into, parts, ctx.metric, codes, beneath)
     m["targets_missed"] = quality.meets_targets(m)
     return m
+
+
+def _contained(conn: psycopg.Connection, level: str, parts_m: np.ndarray, metric: Any, codes: list[str] | None,
+               beneath: dict[str, list[Feature]]) -> list[str]:
+    """What the containment checks commit runs (geo/usecases/boundaries.py `write_units`, with the
+    rules of geo/units/containment.py) would refuse: a part outside its parents or whose code
+    names another parent, and a unit beneath (of `beneath`, by level) outside every part."""
+    n = len(parts_m)
+    labels = [f"{level} {c}" for c in codes] if codes else [f"{level} part {k + 1}" for k in range(n)]
+    bbox = tuple(shapely.total_bounds(crs.transform(parts_m, metric, crs.WGS84)))
+    parents = []
+    for p_level in levels.PARENTS[level]:
+        rows = unit_writes.parents_near(conn, p_level, bbox)
+        geoms = np.array([r["geom"] for r in rows], dtype=object)
+        parents.append(containment.Parents.of(
+            p_level, [r["unit_id"] for r in rows], [r["code"] for r in rows],
+            [{c: r[c] for c in levels.CHAIN_COLUMNS} for r in rows],
+            crs.transform(geoms, crs.WGS84, metric) if rows else geoms))
+    found = checks.outside_parents(level, parts_m, labels, codes, parents)
+    for child in levels.children(level):
+        feats = beneath.get(child) or []
+        found += checks.children_outside(level, parts_m, codes or labels, child,
+                                         np.array([f.geom for f in feats], dtype=object),
+                                         [f"{child} {f.code}" for f in feats])
+    return found
 
 
 def _to_wgs84(geoms_m: list[Any], metric: Any) -> list[Any]:
@@ -190,9 +242,9 @@ def draw_merge(conn: psycopg.Connection, level: str, *, floor: int | None = None
         small, into = grp["small"], grp["into"]
         for r in (small, into):
             replaces.append({"grp": g, "unit_id": r["unit_id"], "version": r["version"], "code": r["code"]})
-        geom = merge.merged_geometry(small["geom"], into["geom"], level, f"{level} {into['code']} + {small['code']}")
-        pop = (small["population"] or 0) + (into["population"] or 0) if (small["population"] or into["population"]) \
-            else None
+        geom = merge.merged_geometry(small["geom"], into["geom"], level, f"{level} {into['code']} + {small['code']}",
+                                     merge.degrees(merge.SHARE_TOLERANCE_M))
+        pop = naming.apportion([[(1.0, small["population"]), (1.0, into["population"])]])[0]
         proposed.append({"grp": g, "seq": g, "code": into["code"], "name": into["name"],
                          "households": grp["households"], "population": pop,
                          "attributes": into["attributes"] or {}, "geom": geom})
@@ -232,111 +284,76 @@ def plan_geojson(conn: psycopg.Connection, plan_id: int, revision: int | None = 
     return text
 
 
-def compare(conn: psycopg.Connection, plan_id: int) -> dict[str, Any]:
-    """The plan against the boundaries it replaces: households that change unit, and for each
-    proposed unit where its households come from."""
-    plan = db.get(conn, plan_id)
-    proposed = db.units(conn, plan_id, plan["revision"])
+def _compared(conn: psycopg.Connection, plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan's latest revision against the current boundaries it replaces."""
+    proposed = db.units(conn, plan["id"], plan["revision"])
     old_ids = [r["unit_id"] for r in plan["replaces"]]
     moved_from = flows.flows([u["geom"] for u in proposed],
                              db.household_points(conn, levels.PARENT_COLUMNS.get(plan["level"]), old_ids))
     per_unit, moved, outside = flows.summary(proposed, moved_from, {r["unit_id"]: r["code"] for r in plan["replaces"]},
                                              plan["metrics"].get("polsby_popper") or [])
-    return {"plan": plan_id, "revision": plan["revision"], "households_moved": moved,
+    return {"plan": plan["id"], "revision": plan["revision"], "households_moved": moved,
             "households_outside_plan": outside, "replaced": [r["code"] for r in plan["replaces"]],
-            "units": per_unit, "metrics": plan["metrics"]}
+            "units": per_unit}
+
+
+def compare(conn: psycopg.Connection, plan_id: int) -> dict[str, Any]:
+    """The plan against the boundaries it replaces: households that change unit, for each
+    proposed unit where its households come from, and every code that would follow its unit
+    to a new parent. A draft is compared with the current boundaries (and its commit tried in
+    a savepoint: `preview`); a committed plan answers with its record, as it stood at commit."""
+    plan = db.get(conn, plan_id)
+    if plan["status"] == "committed" and plan.get("record"):
+        return dict(plan["record"]) | {"metrics": plan["metrics"], "as_committed": True}
+    result = _compared(conn, plan) | {"metrics": plan["metrics"], "as_committed": False}
+    if plan["status"] == "draft":
+        result |= preview(conn, plan)
+    return result
 
 
 # ---------------------------------------------------------------------------
 # Editing, committing, discarding
 # ---------------------------------------------------------------------------
 
-def _lock_draft(conn: psycopg.Connection, plan_id: int, expected_revision: int | None) -> dict[str, Any]:
+def _lock_draft(conn: psycopg.Connection, plan_id: int, expected_revision: int | None,
+                doing: str = "commit") -> dict[str, Any]:
+    """The draft plan, locked; Conflict when it is not a draft, or not at `expected_revision`
+    (the message speaks of what the caller is `doing`: "commit" or "edit")."""
     row = db.lock(conn, plan_id)
     if row["status"] != "draft":
         raise Conflict(f"plan {plan_id} is {row['status']}: only a draft plan can change")
     if expected_revision is not None and expected_revision != row["revision"]:
-        raise Conflict(
-            f"plan {plan_id} is at revision {row['revision']}, but the edit was made on revision "
-            f"{expected_revision}: reload the plan and edit again"
-        )
+        now = row["revision"]
+        if doing == "edit":
+            raise Conflict(f"plan {plan_id} is at revision {now}, but the edit was made on revision "
+                           f"{expected_revision}: reload revision {now} and make the edit again")
+        raise Conflict(f"plan {plan_id} is at revision {now}, but the {doing} was asked for revision "
+                       f"{expected_revision}: review revision {now} and {doing} it")
     return db.get(conn, plan_id)
 
 
-def edit_plan(conn: psycopg.Connection, plan_id: int, features: list[dict[str, Any]], *,
-              expected_revision: int | None, crs_text: str | None = None,
-              actor: str | Identity = "gridmap") -> dict[str, Any]:
-    """A new revision of the plan's units with the uploaded polygons (matched by code)."""
-    if not isinstance(features, list) or not features:
-        raise InvalidInput("upload a GeoJSON FeatureCollection with at least one feature")
-    source = crs.parse(crs_text or "wgs84")
-    area = settings.get().bounds
-    with conn.transaction():
-        plan = _lock_draft(conn, plan_id, expected_revision)
-        proposed = db.units(conn, plan_id, plan["revision"])
-        by_code = {u["code"]: u for u in proposed}
-        for i, feat in enumerate(features):
-            label = f"feature {i + 1}"
-            if not isinstance(feat, dict) or not isinstance(feat.get("properties"), dict):
-                raise InvalidInput(f"{label}: not a GeoJSON Feature with properties")
-            code = str(feat["properties"].get("code") or "").strip()
-            if code not in by_code:
-                raise InvalidInput(f"{label}: code {code!r} is not a unit of plan {plan_id} "
-                                   f"(its codes: {', '.join(sorted(by_code)[:5])}...)")
-            try:
-                geom = shapely.geometry.shape(feat.get("geometry"))
-            except Exception:
-                raise InvalidInput(f"{label} ({code}): geometry is not valid GeoJSON") from None
-            geom = crs.to_wgs84(np.array([geom], dtype=object), source)[0]
-            geometry.check_coordinates(np.array([geom], dtype=object), [f"{label} ({code})"], area)
-            by_code[code]["geom"] = geometry.normalise(geom, plan["level"], f"{label} ({code})")
-            if feat["properties"].get("name"):
-                by_code[code]["name"] = str(feat["properties"]["name"])[:200]
-        revision = plan["revision"] + 1
-        metrics = _remeasure(conn, plan, proposed)
-        for u, hh in zip(proposed, metrics["households"], strict=True):
-            u["households"] = int(hh)
-        db.write_units(conn, plan_id, revision, proposed, [u["geom"] for u in proposed])
-        db.set_revision(conn, plan_id, revision, metrics, actor)
-        audit.record(conn, actor, "plan.edit", "plan", [plan_id], before={"revision": plan["revision"]},
-                     after={"revision": revision},
-                     detail={"codes": [str(f["properties"].get("code")) for f in features]})
-    return db.get(conn, plan_id)
-
-
-def _remeasure(conn: psycopg.Connection, plan: dict[str, Any], proposed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Metrics of edited units, households counted again from the buildings."""
-    parent_id = plan["parent_id"]
-    if parent_id is not None and plan["kind"] != "merge":
-        ctx = load_context(conn, parent_id)
-        geoms_m = list(crs.transform(np.array([u["geom"] for u in proposed], dtype=object), crs.WGS84, ctx.metric))
-        band = tuple(plan["params"].get("band") or levels.HOUSEHOLD_BANDS.get(plan["level"], (1, 10**9)))
-        compounds = ctx.compounds if plan["level"] != "neighbourhood" else []
-        hh = quality.households_of(np.array(geoms_m, dtype=object), compounds, ctx.buildings)
-        if plan["level"] == "community":
-            grids = _features(units.children_of(conn, "grid", "community_id", parent_id), ctx.metric)
-            hh = quality.households_of(np.array(geoms_m, dtype=object), grids, [])
-        return _metrics(conn, ctx, plan["level"], (int(band[0]), int(band[1])), geoms_m, list(hh))
-    metrics = dict(plan["metrics"])
-    metrics["households"] = [u["households"] for u in proposed]
-    return metrics
-
-
-def _check_tiling(conn: psycopg.Connection, plan: dict[str, Any], proposed: list[dict[str, Any]]) -> None:
-    """Proposed units must cover what they replace (or the parent they redraw; for small
-    neighbourhoods, the parent grid's residential area), no gaps, no overlaps."""
-    geoms = np.array([u["geom"] for u in proposed], dtype=object)
+def _tiling_target(conn: psycopg.Connection, plan: dict[str, Any]) -> tuple[Any, Any]:
+    """A metric CRS and what the plan's units must tile in it: the parent they redraw (for small
+    neighbourhoods, the parent grid's residential area), or the units they replace."""
     if plan["parent_id"] is not None and plan["kind"] != "merge":
         ctx = load_context(conn, plan["parent_id"])
-        metric, target_m = ctx.metric, _outline_for(ctx, plan["level"])
-    else:
-        target = shapely.union_all(db.current_geoms(conn, [r["unit_id"] for r in plan["replaces"]]))
-        lon, lat = target.centroid.coords[0]
-        metric = crs.local_metric(lon, lat)
-        target_m = crs.transform(np.array([target], dtype=object), crs.WGS84, metric)[0]
+        return ctx.metric, _outline_for(ctx, plan["level"])
+    target = shapely.union_all(db.current_geoms(conn, [r["unit_id"] for r in plan["replaces"]]))
+    lon, lat = target.centroid.coords[0]
+    metric = crs.local_metric(lon, lat)
+    return metric, crs.transform(np.array([target], dtype=object), crs.WGS84, metric)[0]
+
+
+def _check_tiling(conn: psycopg.Connection, plan: dict[str, Any], proposed: list[dict[str, Any]], *,
+                  refuse: bool = True) -> list[str]:
+    """Proposed units must cover what they replace (`_tiling_target`), no gaps, no overlaps:
+    InvalidInput when they do not, or (`refuse=False`) what is wrong, for a plan to report."""
+    geoms = np.array([u["geom"] for u in proposed], dtype=object)
+    metric, target_m = _tiling_target(conn, plan)
     found = tiling.problems(crs.transform(geoms, crs.WGS84, metric), target_m, metric)
-    if found:
+    if found and refuse:
         raise InvalidInput(f"plan {plan['id']} " + " and ".join(found) + ": edit the plan and commit again")
+    return found
 
 
 def _check_current(conn: psycopg.Connection, plan: dict[str, Any]) -> None:
@@ -366,41 +383,83 @@ def _check_current(conn: psycopg.Connection, plan: dict[str, Any]) -> None:
                            "was drawn: draw the plan again")
 
 
+def _apply(conn: psycopg.Connection, plan: dict[str, Any], proposed: list[dict[str, Any]],
+           actor: str | Identity) -> dict[str, Any]:
+    """Apply the plan's units, group by group, through the redraw pipeline; what it did."""
+    done: dict[str, Any] = {"change_ids": [], "created": [], "code_changes": [],
+                            "workers": {"moved": [], "unplaced": []}, "incidents_moved": 0}
+    if plan["kind"] != "merge":
+        _check_tiling(conn, plan, proposed)
+    for grp in sorted({u["grp"] for u in proposed}):
+        old = [r["unit_id"] for r in plan["replaces"] if r["grp"] == grp]
+        new = [UnitInput(level=plan["level"], code=u["code"], name=u["name"], geom=u["geom"],
+                         households=u["households"], population=u["population"],
+                         attributes=u["attributes"] or {}, label=f"{plan['level']} {u['code']} (plan {plan['id']})")
+               for u in proposed if u["grp"] == grp]
+        if plan["kind"] == "merge":
+            _check_tiling(conn, plan | {"replaces": [r for r in plan["replaces"] if r["grp"] == grp]},
+                          [u for u in proposed if u["grp"] == grp])
+        note = f"plan {plan['id']}"
+        if old:
+            summary = boundaries.replace_units(conn, old, new, kind=plan["kind"], actor=actor, note=note)
+        else:
+            summary = boundaries.write_units(conn, plan["level"], new, kind="split", actor=actor, note=note)
+        done["change_ids"].append(summary.change_id)
+        done["created"].extend(summary.created)
+        done["code_changes"].extend(summary.recoded)
+        followed = summary.followed or {}
+        for key in ("moved", "unplaced"):
+            done["workers"][key].extend((followed.get("workers") or {}).get(key, []))
+        done["incidents_moved"] += int(followed.get("incidents_moved") or 0)
+    return done
+
+
+class _DryRun(Exception):
+    """Raised to roll back a commit tried only to see what it would do."""
+
+
+def preview(conn: psycopg.Connection, plan: dict[str, Any]) -> dict[str, Any]:
+    """What committing the plan now would do (codes that follow, workers and incidents moved),
+    found by committing it in a savepoint that is then rolled back; or the problem that would
+    stop the commit (`problem`)."""
+    outcome: dict[str, Any] = {}
+    try:
+        with conn.transaction():
+            _check_current(conn, plan)
+            outcome = _apply(conn, plan, db.units(conn, plan["id"], plan["revision"]), "preview")
+            raise _DryRun
+    except _DryRun:
+        pass
+    except (InvalidInput, Conflict) as exc:
+        return {"problem": str(exc)}
+    return {k: outcome[k] for k in ("code_changes", "workers", "incidents_moved")}
+
+
 def commit_plan(conn: psycopg.Connection, plan_id: int, *, expected_revision: int | None = None,
                 actor: str | Identity = "gridmap") -> dict[str, Any]:
     """Re-validate and apply the plan in one transaction; Conflict if the units changed since.
-    The commit is recorded in the audit log in that transaction."""
+    The plan keeps a record of what it did (its comparison with the boundaries it replaced, as
+    it stood at commit, and the codes, workers and incidents that followed), and the commit
+    is recorded in the audit log, in that transaction."""
     with conn.transaction():
         plan = _lock_draft(conn, plan_id, expected_revision)
         _check_current(conn, plan)
-        proposed = db.units(conn, plan_id, plan["revision"])
-        if plan["kind"] != "merge":
-            _check_tiling(conn, plan, proposed)
-        change_ids, created = [], []
-        for grp in sorted({u["grp"] for u in proposed}):
-            old = [r["unit_id"] for r in plan["replaces"] if r["grp"] == grp]
-            new = [UnitInput(level=plan["level"], code=u["code"], name=u["name"], geom=u["geom"],
-                             households=u["households"], population=u["population"],
-                             attributes=u["attributes"] or {}, label=f"{plan['level']} {u['code']} (plan {plan_id})")
-                   for u in proposed if u["grp"] == grp]
-            if plan["kind"] == "merge":
-                _check_tiling(conn, plan | {"replaces": [r for r in plan["replaces"] if r["grp"] == grp]},
-                              [u for u in proposed if u["grp"] == grp])
-            note = f"plan {plan_id}"
-            if old:
-                summary = boundaries.replace_units(conn, old, new, kind=plan["kind"], actor=actor, note=note)
-            else:
-                summary = boundaries.write_units(conn, plan["level"], new, kind="split", actor=actor, note=note)
-            change_ids.append(summary.change_id)
-            created.extend(summary.created)
-        db.close(conn, plan_id, "committed", actor, change_ids[-1] if change_ids else None)
+        record = _compared(conn, plan)
+        done = _apply(conn, plan, db.units(conn, plan_id, plan["revision"]), actor)
+        change_ids = done["change_ids"]
+        record |= {k: done[k] for k in ("code_changes", "workers", "incidents_moved")}
+        db.close(conn, plan_id, "committed", actor, change_ids[-1] if change_ids else None, record)
         audit.record(conn, actor, "plan.commit", "plan", [plan_id], change_id=change_ids[-1] if change_ids else None,
                      before={"status": "draft", "revision": plan["revision"],
                              "units": [{"id": r["unit_id"], "code": r["code"], "version": r["version"]}
                                        for r in plan["replaces"]]},
-                     after={"status": "committed", "units": created, "change_ids": change_ids},
-                     detail={"kind": plan["kind"], "level": plan["level"]})
-    return db.get(conn, plan_id) | {"change_ids": change_ids}
+                     after={"status": "committed", "units": done["created"], "change_ids": change_ids,
+                            "code_changes": len(done["code_changes"])},
+                     detail={"kind": plan["kind"], "level": plan["level"],
+                             "workers_moved": len(done["workers"]["moved"]),
+                             "workers_unplaced": len(done["workers"]["unplaced"])})
+    return db.get(conn, plan_id) | {"change_ids": change_ids, "code_changes": done["code_changes"],
+                                    "workers": done["workers"], "incidents_moved": done["incidents_moved"]}
 
 
 def discard_plan(conn: psycopg.Connection, plan_id: int, *, actor: str | Identity = "gridmap") -> dict[str, Any]:

@@ -14,10 +14,10 @@ import pyogrio
 from geo import settings
 from geo.db import audit, roads, unit_writes, units
 from geo.db.connection import connect
-from geo.errors import Conflict, InvalidInput, NotFound
+from geo.errors import Conflict, Gone, InvalidInput, NotFound
 from geo.files import units as files
 from geo.security.identity import Identity
-from geo.units import levels
+from geo.units import codes, levels
 from geo.units.model import Progress, UnitInput, no_progress
 from geo.usecases.boundaries import write_units
 
@@ -123,6 +123,20 @@ def _of_level(progress: Progress, level: str) -> Progress:
     return report
 
 
+def _lock_current(conn: psycopg.Connection, unit_id: int) -> dict[str, Any]:
+    """The current version of a unit, locked; Gone (with where it went) for a retired unit,
+    NotFound for one that never existed."""
+    row = unit_writes.lock_one(conn, unit_id)
+    if row is not None:
+        return row
+    last = units.retired(conn, unit_id)
+    if last is None:
+        raise NotFound(f"no current unit with id {unit_id}")
+    became = ", ".join(f"{u['code']} (unit {u['unit_id']})" for u in last["successors"]) or "no current unit"
+    raise Gone(f"{last['level']} {last['code']} (unit {unit_id}) was retired at {last['retired_at'].isoformat()} "
+               f"and can no longer change; it became {became}", last)
+
+
 def edit_unit(
     conn: psycopg.Connection,
     unit_id: int,
@@ -138,9 +152,7 @@ def edit_unit(
 ) -> dict[str, Any]:
     """Open a new version of one unit; refuse (Conflict) if it changed since `expected_version`.
     The edit is recorded in the audit log, in the same transaction."""
-    row = unit_writes.lock_one(conn, unit_id)
-    if row is None:
-        raise NotFound(f"no current unit with id {unit_id}")
+    row = _lock_current(conn, unit_id)
     level, code, version = row["level"], row["code"], row["version"]
     if version != expected_version:
         raise Conflict(
@@ -166,6 +178,61 @@ def edit_unit(
                      detail={"level": level, "code": code, "fields": [k for k, v in given.items() if v is not None],
                              "note": note})
     return result | {"change_id": summary.change_id}
+
+
+def recode_unit(conn: psycopg.Connection, unit_id: int, code: str, *, expected_version: int | None = None,
+                actor: str | Identity = "gridmap", note: str | None = None) -> dict[str, Any]:
+    """Correct one unit's code: a new version with the new code (the old one stays readable as
+    of before), its descendants' codes following it, and an audit row, in the caller's
+    transaction. The code must name the parents the unit lies in and must never have been
+    given to another unit of its level."""
+    row = _lock_current(conn, unit_id)
+    level, old, version = row["level"], row["code"], row["version"]
+    if expected_version is not None and version != expected_version:
+        raise Conflict(f"{level} {old} is at version {version}, but the recode was asked for version "
+                       f"{expected_version}: reload the unit and try again")
+    new = codes.check(level, code, f"{level} {old}")
+    if new == old:
+        return units.get_unit(conn, unit_id) | {"change_id": None, "recoded": []}
+    if others := unit_writes.holders_of_code(conn, level, new) - {unit_id}:
+        raise Conflict(f"{level} code {new} belongs to unit {min(others)} (current or retired): a code once "
+                       "given is never given to other land; choose another")
+    unit = UnitInput(level=level, code=new, name=row["name"], geom=row["geom"], households=row["households"],
+                     population=row["population"], attributes=row["attributes"], label=f"{level} {old}",
+                     unit_id=unit_id)
+    summary = write_units(conn, level, [unit], kind="edit", actor=actor, note=note or f"recode {old} -> {new}")
+    recoded = summary.recoded  # this unit first, then its descendants
+    result = units.get_unit(conn, unit_id)
+    audit.record(conn, actor, "unit.recode", "unit", [unit_id], change_id=summary.change_id,
+                 before={"code": old, "version": version}, after={"code": new, "version": result["version"]},
+                 detail={"level": level, "note": note, "descendants": len(recoded) - 1})
+    return result | {"change_id": summary.change_id, "recoded": recoded}
+
+
+def repair_codes(conn: psycopg.Connection, *, actor: str | Identity = "gridmap",
+                 progress: Progress = no_progress) -> list[dict[str, Any]]:
+    """Recode every unit whose code contradicts its chain (as databases written before codes
+    followed the chain can hold), outermost level first, each to the code under the parent it
+    lies in (geo/units/codes.py `rehome`), its descendants following; in the caller's
+    transaction, one audit row per unit. Returns every code changed."""
+    changed: list[dict[str, Any]] = []
+    for level in levels.LEVELS:
+        p_level = codes.code_parent_level(level)
+        if p_level is None:
+            continue
+        wrong = [r for r in units.code_chains(conn, level, p_level)
+                 if r["parent_code"] and codes.against_chain(level, r["code"], r["parent_code"])]
+        if not wrong:
+            continue
+        prefixes = sorted({codes.parent_part(level, r["parent_code"]) for r in wrong})
+        taken = unit_writes.codes_taken(conn, level, prefixes)
+        for k, r in enumerate(wrong):
+            progress(f"recoding {level} units", k, len(wrong))
+            new = codes.rehome(level, r["code"], r["parent_code"], taken, r["unit_id"])
+            changed += recode_unit(conn, r["unit_id"], new, actor=actor,
+                                   note="code repaired to follow its chain")["recoded"]
+        progress(f"recoding {level} units", len(wrong), len(wrong))
+    return changed
 
 
 def export(conn: psycopg.Connection, level: str, fmt: str, out: str | Path,

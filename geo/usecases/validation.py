@@ -1,5 +1,6 @@
 """Checks of the stored units (geo/planning/checks.py), reported as GeoJSON a map can show:
-each level read as of a time, siblings grouped by their parent, in a local metric CRS."""
+each level read as of a time, siblings grouped by their parent, in a local metric CRS; and
+every code checked against the chain it lies in (geo/units/codes.py `against_chain`)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,34 @@ import psycopg
 from geo.coords import crs
 from geo.db import units
 from geo.planning import checks
-from geo.units import levels
+from geo.units import codes, levels
 
 CHECKED = ("street", "community", "grid", "compound", "neighbourhood")
+CODED = ("community", "grid", "compound", "neighbourhood", "building")  # codes that name a parent
+
+
+def _codes_against_chain(conn: psycopg.Connection, level: str, as_of: datetime | None) -> list[dict[str, Any]]:
+    """A problem for each unit whose code names another parent than the one it lies in."""
+    p_level = codes.code_parent_level(level)
+    if level not in CODED or p_level is None:
+        return []
+    out = []
+    for r in units.code_chains(conn, level, p_level, as_of):
+        message = codes.against_chain(level, r["code"], r["parent_code"])
+        if message:
+            out.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
+                        "properties": {"problem": "code_against_chain", "level": level, "message": message,
+                                       "code": r["code"], "unit_id": r["unit_id"], "parent_code": r["parent_code"],
+                                       "location": [round(r["lon"], 7), round(r["lat"], 7)]}})
+    return out
 
 
 def validate(conn: psycopg.Connection, level: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
     """A GeoJSON FeatureCollection of every problem found, with counts per kind."""
-    todo = [levels.parse_level(level)] if level else list(CHECKED)
+    todo = [levels.parse_level(level)] if level else list(CHECKED) + ["building"]
     features: list[dict[str, Any]] = []
     for lv in todo:
+        features += _codes_against_chain(conn, lv, as_of)
         if lv == "building":
             continue
         rows = units.units_rows(conn, lv, as_of=as_of)

@@ -12,7 +12,7 @@ import shapely
 
 from geo.coords import crs
 from geo.errors import Conflict, InvalidInput
-from geo.usecases import plans, validation
+from geo.usecases import plan_edits, plans, validation
 from geo.usecases import units as unit_work
 
 OVERSIZED = 3000
@@ -131,11 +131,11 @@ def test_failed_commit_leaves_the_store_unchanged(sample_url):
         g_m = crs.transform(np.array([g], dtype=object), crs.WGS84, metric)[0]
         smaller = crs.transform(np.array([g_m.buffer(-15)], dtype=object), metric, crs.WGS84)[0]
         f["geometry"] = shapely.geometry.mapping(smaller)
-        edited = plans.edit_plan(conn, plan["id"], [f], expected_revision=1)
+        edited = plan_edits.edit_plan(conn, plan["id"], [f], expected_revision=1)
         assert edited["revision"] == 2
         # an edit made on the old revision is stale
         with pytest.raises(Conflict, match="revision"):
-            plans.edit_plan(conn, plan["id"], [f], expected_revision=1)
+            plan_edits.edit_plan(conn, plan["id"], [f], expected_revision=1)
         before = _state(conn)
         with pytest.raises(InvalidInput, match="gap"):
             plans.commit_plan(conn, plan["id"])

@@ -122,14 +122,17 @@ def test_split_records_lineage_and_moves_children_to_the_new_units(small):
         # the old community is gone now, readable as of before
         assert units.units_rows(conn, "community", as_of=before)[0]["unit_id"] == old_id
         assert {r["unit_id"] for r in units.units_rows(conn, "community")} == set(new_ids)
-        # each grid now belongs to the new community it lies in; as of before, to the old one
+        # each grid now belongs to the new community it lies in, and its code follows it (it
+        # keeps its sequence); as of before, it had its old code under the old community
         now = {r["code"]: r["community_id"] for r in units.units_rows(conn, "grid")}
         codes = dict(conn.execute(
             "SELECT unit_id, code FROM unit_version WHERE unit_id = ANY(%s)", [new_ids]).fetchall())
-        assert codes[now[shapes.COMMUNITY + "001"]] == "420199001002"
-        assert codes[now[shapes.COMMUNITY + "002"]] == "420199001003"
+        assert codes[now["420199001002001"]] == "420199001002"
+        assert codes[now["420199001003002"]] == "420199001003"
         then = {r["code"]: r["community_id"] for r in units.units_rows(conn, "grid", as_of=before)}
-        assert set(then.values()) == {old_id}
+        assert then == {shapes.COMMUNITY + "001": old_id, shapes.COMMUNITY + "002": old_id}
+        assert sorted((r["from"], r["to"]) for r in summary.recoded) == [
+            (shapes.COMMUNITY + "001", "420199001002001"), (shapes.COMMUNITY + "002", "420199001003002")]
 
 
 def test_failed_split_leaves_the_store_unchanged(small):

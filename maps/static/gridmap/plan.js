@@ -138,6 +138,16 @@
       var n = data.parts.length, inBand = band ? data.parts.filter(function (p) { return gm.bandClass(p.households, band) === 'in'; }).length : null;
       var contiguous = data.parts.filter(function (p) { return p.contiguous; }).length;
       var missed = m.targets_missed || [];
+      var cmp = data.compare || {}, codeChanges = cmp.code_changes || [];
+      var workers = cmp.workers || {moved: [], unplaced: []};
+      var codeList = codeChanges.slice(0, 200).map(function (c) {
+        return '<li>' + gm.esc(c.level) + ' <span class="gm-code">' + gm.esc(c.from) + '</span> → <span class="gm-code">' + gm.esc(c.to) + '</span></li>';
+      }).join('') + (codeChanges.length > 200 ? '<li>… ' + (codeChanges.length - 200) + ' more</li>' : '');
+      var workerList = (workers.moved || []).map(function (w) {
+        return '<li>' + gm.esc(w.name) + ' → ' + gm.esc(String(w.to_code || w.to_unit)) + '</li>';
+      }).concat((workers.unplaced || []).map(function (w) {
+        return '<li class="gm-bad">' + gm.esc(w.name) + ' 无网格 no unit: ' + gm.esc(w.reason || '') + '</li>';
+      })).join('');
       var proposalProblems = data.problems.features.filter(function (f) { return f.properties.source === 'proposed'; }).length;
       var moved = data.parts.reduce(function (sum, p) {
         var from = Object.keys(p.from || {}).map(function (k) { return p.from[k]; });
@@ -148,7 +158,9 @@
         ['单元 Parts', n],
         ['在范围内 In band', band ? inBand + ' / ' + n : '–'],
         ['连通 Contiguous', contiguous + ' / ' + n],
-        ['迁移户数 Households moving', gm.num(m.households_moved !== undefined ? m.households_moved : moved)]
+        ['迁移户数 Households moving', gm.num(cmp.households_moved !== undefined && cmp.households_moved !== null ? cmp.households_moved
+          : m.households_moved !== undefined ? m.households_moved : moved)],
+        ['编码变更 Codes changing', gm.num(codeChanges.length)]
       ];
       if (plan.kind !== 'merge') {
         figures.push(['沿路或墙 On road or wall', pct(m.road_or_wall_share)], ['沿路 On road', pct(m.road_share)],
@@ -179,6 +191,10 @@
           missed.map(function (t) { return '<li>' + gm.esc(t) + '</li>'; }).join('') + '</ul>'
           : proposalProblems ? '<h2 class="gm-bad">校验发现 ' + proposalProblems + ' 个方案问题 ' + proposalProblems + ' problem(s) in the proposal</h2>'
           : '<h2 class="gm-good gm-targets-met">✓ 全部达标 All targets met</h2>') +
+        (cmp.problem ? '<h2 class="gm-bad">不能提交 Commit would fail</h2><div class="gm-sub gm-commit-problem">' + gm.esc(cmp.problem) + '</div>' : '') +
+        '<h2>' + (cmp.as_committed ? '已变更编码 Codes changed' : '提交后编码变更 Codes that will change') + ' (' + codeChanges.length + ')</h2>' +
+        (codeList ? '<ul class="gm-code-changes">' + codeList + '</ul>' : '<div class="gm-sub">没有 none</div>') +
+        (workerList ? '<h2>' + (cmp.as_committed ? '网格员已调整 Workers moved' : '网格员将调整 Workers that will move') + '</h2><ul class="gm-workers">' + workerList + '</ul>' : '') +
         '<h2>各单元 Parts</h2><table class="gm-parts"><tr><th>#</th><th>名称 编码</th><th>户数</th><th>PP</th><th>问题</th></tr>' + rows + '</table>' +
         '<h2>校验问题 Validation problems (' + data.problems.features.length + ')</h2>' +
         (problems ? '<ul class="gm-problems">' + problems + '</ul>' : '<div class="gm-sub">没有 none</div>') +
