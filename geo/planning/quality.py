@@ -9,6 +9,10 @@ max-p regionalisation are judged the same way:
 - compounds smaller than the band's ceiling that are split, buildings cut by a boundary;
 - the share of new boundary length that runs along roads or compound walls;
 - Polsby-Popper compactness 4πA/P² per part.
+
+Parts made invalid by projection are repaired, and every overlay is made robust, as tiling
+does it (geo/planning/tiling.py `valid`, `overlay`): what GEOS still cannot measure is
+InvalidInput naming the parts, never a GEOSException.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from shapely.errors import GEOSException
 
 from geo.planning import tiling
 from geo.planning.atoms import Feature
@@ -30,6 +35,7 @@ SPLIT_AREA_M2 = 1.0  # a compound or building is split when a second part takes 
 
 def households_of(parts: np.ndarray, compounds: list[Feature], buildings: list[Feature]) -> np.ndarray:
     """Households in each part."""
+    parts = tiling.valid(np.asarray(parts, dtype=object))
     totals = np.zeros(len(parts), dtype=np.int64)
     tree = shapely.STRtree(parts)
     with_buildings = set()
@@ -49,7 +55,7 @@ def households_of(parts: np.ndarray, compounds: list[Feature], buildings: list[F
             continue
         cands = tree.query(c.geom, predicate="intersects")
         if len(cands):
-            areas = shapely.area(shapely.intersection(parts[cands], c.geom))
+            areas = shapely.area(tiling.overlay(shapely.intersection, parts[cands], c.geom))
             totals[cands[int(np.argmax(areas))]] += c.households
     return totals
 
@@ -62,7 +68,7 @@ def _split_count(parts: np.ndarray, features: list[Feature]) -> list[str]:
     hit_f, hit_p = tree.query(geoms, predicate="intersects")
     if not len(hit_f):
         return []
-    areas = shapely.area(shapely.intersection(geoms[hit_f], parts[hit_p]))
+    areas = shapely.area(tiling.overlay(shapely.intersection, geoms[hit_f], parts[hit_p]))
     big = areas > SPLIT_AREA_M2
     counts = np.bincount(hit_f[big], minlength=len(features))
     return [features[i].code for i in np.flatnonzero(counts > 1)]
@@ -70,20 +76,33 @@ def _split_count(parts: np.ndarray, features: list[Feature]) -> list[str]:
 
 def new_boundary(parts: np.ndarray, outline: shapely.Geometry) -> shapely.Geometry:
     """Lines that separate parts (the outline itself excluded)."""
-    edges = shapely.union_all(shapely.boundary(parts))
-    return shapely.difference(edges, shapely.buffer(outline.boundary, 0.05, quad_segs=2))
+    edges = tiling.overlay(shapely.union_all, shapely.boundary(tiling.valid(np.asarray(parts, dtype=object))))
+    return tiling.overlay(shapely.difference, edges, shapely.buffer(tiling.valid(outline).boundary, 0.05, quad_segs=2))
 
 
 def measure(parts: Sequence[shapely.Geometry] | np.ndarray, outline: shapely.Geometry, band: tuple[int, int],
             compounds: list[Feature], buildings: list[Feature], roads: list[shapely.Geometry],
             households: np.ndarray | None = None,
-            dwellings: tuple[list[Feature], shapely.Geometry] | None = None) -> dict[str, Any]:
+            dwellings: tuple[list[Feature], shapely.Geometry] | None = None,
+            labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Every figure of the quality targets, for parts (metric polygons) of `outline`.
 
     `dwellings` = (buildings, entrance lines) for small neighbourhoods: their boundaries run
     along lanes or between buildings, or between two entrances of one building; the share
-    of new boundary that does so replaces the road-or-wall share in the targets."""
-    parts = np.asarray(parts, dtype=object)
+    of new boundary that does so replaces the road-or-wall share in the targets.
+    InvalidInput (naming `labels`, else "part k") when GEOS cannot measure the parts."""
+    fixed: np.ndarray = tiling.valid(np.asarray(parts, dtype=object))
+    try:
+        return _measure(fixed, tiling.valid(outline), band, compounds, buildings, roads, households, dwellings,
+                        labels)
+    except GEOSException as exc:
+        raise tiling.unmeasurable(exc, fixed, labels, doing="measured") from None
+
+
+def _measure(parts: np.ndarray, outline: shapely.Geometry, band: tuple[int, int], compounds: list[Feature],
+             buildings: list[Feature], roads: list[shapely.Geometry], households: np.ndarray | None,
+             dwellings: tuple[list[Feature], shapely.Geometry] | None,
+             labels: Sequence[str] | None) -> dict[str, Any]:
     lo, hi = band
     if households is None:
         households = households_of(parts, compounds, buildings)
@@ -104,25 +123,26 @@ def measure(parts: Sequence[shapely.Geometry] | np.ndarray, outline: shapely.Geo
     if total_len > 0:
         guides = []
         if roads:
-            guides.append(shapely.buffer(shapely.union_all(roads), ROAD_TOLERANCE_M, quad_segs=2))
+            guides.append(shapely.buffer(tiling.overlay(shapely.union_all, roads), ROAD_TOLERANCE_M, quad_segs=2))
         if compounds:
-            walls = shapely.union_all([shapely.boundary(c.geom) for c in compounds])
+            walls = tiling.overlay(shapely.union_all, [shapely.boundary(c.geom) for c in compounds])
             guides.append(shapely.buffer(walls, WALL_TOLERANCE_M, quad_segs=2))
         if roads:
-            on_road = float(shapely.intersection(lines, guides[0]).length)
+            on_road = float(tiling.overlay(shapely.intersection, lines, guides[0]).length)
         if guides:
-            on_wall = float(shapely.intersection(lines, shapely.union_all(guides)).length)
+            either = tiling.overlay(shapely.union_all, guides)
+            on_wall = float(tiling.overlay(shapely.intersection, lines, either).length)
     extra = {}
     if dwellings is not None:
         blds, cuts = dwellings
         solid = [shapely.buffer(b.geom, -WALL_TOLERANCE_M) for b in blds if b.geom.geom_type != "Point"]
-        inside = shapely.union_all(solid) if solid else shapely.Polygon()
+        inside = tiling.overlay(shapely.union_all, solid) if solid else shapely.Polygon()
         if not cuts.is_empty:
-            inside = shapely.difference(inside, shapely.buffer(cuts, WALL_TOLERANCE_M, quad_segs=2))
-        through = float(shapely.intersection(lines, inside).length) if total_len else 0.0
+            inside = tiling.overlay(shapely.difference, inside, shapely.buffer(cuts, WALL_TOLERANCE_M, quad_segs=2))
+        through = float(tiling.overlay(shapely.intersection, lines, inside).length) if total_len else 0.0
         extra = {"through_dwellings_m": round(through, 1),
                  "between_dwellings_share": round(1 - through / total_len, 4) if total_len else 1.0}
-    tiled = tiling.figures(parts, outline)  # as commit measures it (geo/planning/tiling.py `problems`)
+    tiled = tiling.figures(parts, outline, labels)  # as commit measures it (geo/planning/tiling.py `problems`)
     return {
         "parts": int(len(parts)),
         "households": households.tolist(),

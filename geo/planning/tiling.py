@@ -13,11 +13,18 @@ and geo/planning/quality.py `measure` (what a plan reports) both read it.
   the new vertices of that shared edge, so neighbours share their edges vertex for vertex);
   a neighbour the edit would cover entirely is refused, and gaps the edit leaves stay gaps,
   for the checks to report. Edited parts that overlap each other are left so (reported).
+
+Geometry sent back from lon/lat can be invalid in metres (a spike or a near-coincident edge a
+few micrometres wide crosses itself once projected): GEOS then fails an overlay with a
+TopologyException ("side location conflict"). Every overlay here goes through `overlay`,
+which repairs its inputs (`valid`) and then snap-rounds to RETRY_GRIDS_M when floating point
+fails; what still fails is InvalidInput naming the units, never a GEOSException.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,32 +45,129 @@ TILING_TOLERANCE_M2 = 1.0
 SNAP_TOLERANCE_M = CONTAINMENT_TOLERANCE_M
 
 
+# an overlay that fails in floating point is done again snap-rounded to these grids (metres):
+# a micrometre (far below anything measured), then the millimetre plans are noded on
+RETRY_GRIDS_M = (1e-6, NODE_GRID_M)
+# what repairing a geometry cuts off below this (m²: a square centimetre) is the crumb of a spike
+REPAIR_CRUMB_M2 = 1e-4
+
+
+def valid(geoms: Any) -> Any:
+    """`geoms` (a geometry, or an array of them) with each invalid one repaired, keeping the area
+    it covers: parts of a multipolygon that overlap are unioned, a ring that crosses itself is
+    split where it crosses, and what collapses to a line or a point (a spike) is dropped."""
+    if geoms is None:
+        return geoms
+    if isinstance(geoms, shapely.Geometry):
+        return geoms if geoms.is_valid else _repaired(geoms)
+    arr = np.asarray(geoms, dtype=object)
+    bad = np.flatnonzero(~shapely.is_valid(arr) & ~shapely.is_missing(arr))
+    if not len(bad):
+        return arr
+    arr = arr.copy()
+    arr[bad] = [_repaired(g) for g in arr[bad]]
+    return arr
+
+
+def _repaired(geom: Any) -> Any:
+    """An invalid geometry made valid (`valid`), without the crumbs below REPAIR_CRUMB_M2 the
+    repair cuts off where a spike crosses an edge (unless nothing else is left)."""
+    fixed = shapely.make_valid(geom, method="structure", keep_collapsed=False)
+    if fixed.geom_type != "MultiPolygon":
+        return fixed
+    pieces = [p for p in shapely.get_parts(fixed) if p.area >= REPAIR_CRUMB_M2]
+    if not pieces or len(pieces) == len(fixed.geoms):
+        return fixed
+    return pieces[0] if len(pieces) == 1 else MultiPolygon(pieces)
+
+
+def overlay(op: Callable[..., Any], *geoms: Any) -> Any:
+    """`op(*geoms)` for a shapely overlay `op` (union_all, difference, intersection...) that
+    GEOS may fail in floating point: then done again on `geoms` repaired (`valid`), and
+    snap-rounded to each of RETRY_GRIDS_M; GEOSException only when every way fails."""
+    try:
+        return op(*geoms)
+    except GEOSException:
+        pass
+    fixed = tuple(valid(g) for g in geoms)
+    try:
+        return op(*fixed)
+    except GEOSException as exc:
+        failed = exc
+    for grid in RETRY_GRIDS_M:
+        try:
+            return op(*fixed, grid_size=grid)
+        except GEOSException as exc:
+            failed = exc
+    raise failed
+
+
+_NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)"
+_AT = re.compile(rf" at {_NUMBER} {_NUMBER}", re.IGNORECASE)  # where GEOS says it failed
+
+
+def unmeasurable(exc: GEOSException, parts: Any, labels: Sequence[str] | None, metric: Any = None,
+                 doing: str = "overlaid") -> InvalidInput:
+    """The InvalidInput for parts GEOS cannot overlay even repaired and snap-rounded: naming the
+    parts near where it failed (`labels`, else "part k"), and where (lon/lat, given `metric`)."""
+    arr = np.atleast_1d(np.asarray(parts, dtype=object))
+    names = list(labels) if labels is not None else [f"part {k + 1}" for k in range(len(arr))]
+    where = ""
+    hit = np.arange(len(arr))
+    m = _AT.search(str(exc))
+    if m:
+        point = shapely.Point(float(m.group(1)), float(m.group(2)))
+        near = np.flatnonzero(shapely.dwithin(arr, point, 1.0))
+        if len(near):
+            hit = near
+        if metric is not None:
+            lon, lat = crs.transform(np.array([point], dtype=object), metric, crs.WGS84)[0].coords[0]
+            where = f" near {lon:.6f}, {lat:.6f}"
+    who = ", ".join(names[k] for k in hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+    return InvalidInput(f"{who or 'the units'} cannot be {doing}{where}: their boundaries cross themselves or "
+                        f"each other by a hair's breadth that geometry cannot resolve ({exc}); redraw the "
+                        "boundaries there (or edit the plan) and try again")
+
+
 @dataclass
 class Figures:
-    """How `parts` tile `target`: their union, and the areas (m²) of gaps, overlaps, spill."""
+    """How `parts` tile `target`: their union, and the areas (m²) of gaps, overlaps, spill
+    (and the gaps themselves)."""
 
     union: Any
     gap: float
     overlap: float
     spill: float
+    gaps: Any = None
 
 
-def figures(parts_m: Sequence[Any] | np.ndarray, target_m: Any) -> Figures:
+def figures(parts_m: Sequence[Any] | np.ndarray, target_m: Any, labels: Sequence[str] | None = None,
+            metric: Any = None) -> Figures:
     """Gaps, overlaps and spill of `parts_m` as a tiling of `target_m` (robust to parts whose
-    shared edges do not match vertex for vertex)."""
-    parts = np.asarray(parts_m, dtype=object)
-    union = shapely.union_all(parts) if len(parts) else shapely.Polygon()
+    shared edges do not match vertex for vertex, and to parts made invalid by projection:
+    `valid`, `overlay`). InvalidInput (`unmeasurable`, naming `labels`) when GEOS cannot."""
+    parts = valid(np.asarray(parts_m, dtype=object))
+    target = valid(target_m)
+    try:
+        union = overlay(shapely.union_all, parts) if len(parts) else shapely.Polygon()
+        gaps = overlay(shapely.difference, target, union)
+        spill = overlay(shapely.difference, union, target)
+    except GEOSException as exc:
+        raise unmeasurable(exc, parts, labels, metric) from None
     overlap = float(shapely.area(parts).sum() - union.area) if len(parts) else 0.0
-    return Figures(union, max(float(shapely.difference(target_m, union).area), 0.0), max(overlap, 0.0),
-                   max(float(shapely.difference(union, target_m).area), 0.0))
+    return Figures(union, max(float(gaps.area), 0.0), max(overlap, 0.0), max(float(spill.area), 0.0), gaps)
 
 
-def problems(parts_m: np.ndarray, target_m: Any, metric: Any) -> list[str]:
-    """What is wrong with `parts_m` as a tiling of `target_m` (empty when nothing is)."""
-    t = figures(parts_m, target_m)
+def problems(parts_m: np.ndarray, target_m: Any, metric: Any, labels: Sequence[str] | None = None) -> list[str]:
+    """What is wrong with `parts_m` as a tiling of `target_m` (empty when nothing is); parts
+    that cannot be measured at all are that problem (naming `labels`)."""
+    try:
+        t = figures(parts_m, target_m, labels, metric)
+    except InvalidInput as exc:
+        return [f"cannot be checked for gaps and overlaps: {exc}"]
     found = []
     if t.gap > TILING_TOLERANCE_M2:
-        where = shapely.difference(target_m, t.union).representative_point()
+        where = t.gaps.representative_point()
         lon, lat = crs.transform(np.array([where], dtype=object), metric, crs.WGS84)[0].coords[0]
         found.append(f"leaves a gap of {t.gap:,.1f} m² (near {lon:.6f}, {lat:.6f})")
     if t.overlap > TILING_TOLERANCE_M2:
@@ -135,12 +239,12 @@ def _snap_in(part: Any, outline: Any, neighbours: list[Any], label: str, toleran
     targets = shapely.get_coordinates(np.array([outline, *neighbours], dtype=object))
     g = _polygons(snap_vertices(part, targets, tolerance))
     cut = 0.0
-    outside = shapely.difference(g, outline)
+    outside = overlay(shapely.difference, g, outline)
     thin = [p for p in shapely.get_parts(outside) if NODE_GRID_M < outside_by(p, outline) <= tolerance]
     if thin:
-        kept = _without_crumbs(_polygons(shapely.difference(g, shapely.union_all(thin))))
+        kept = _without_crumbs(_polygons(overlay(shapely.difference, g, overlay(shapely.union_all, thin))))
         cut, g = g.area - kept.area, kept
-    if shapely.intersection(g, outline).area < TILING_TOLERANCE_M2:
+    if overlay(shapely.intersection, g, outline).area < TILING_TOLERANCE_M2:
         raise InvalidInput(f"{label}: nothing of it lies inside the area the plan redraws (it lies outside "
                            f"it, or collapses when its vertices are snapped {tolerance} m): check the polygon "
                            "and the crs it was sent in")
@@ -150,17 +254,17 @@ def _snap_in(part: Any, outline: Any, neighbours: list[Any], label: str, toleran
 def _give_way(parts: list[Any], edited: list[int], labels: Sequence[str], done: Fitted) -> list[int]:
     """Each other part without what the edited parts now cover; the parts that changed."""
     mine = set(edited)
-    won = shapely.union_all([parts[i] for i in edited])
+    won = overlay(shapely.union_all, [parts[i] for i in edited])
     changed = []
     for j in np.flatnonzero(shapely.intersects(np.array(parts, dtype=object), won)).tolist():
         if j in mine:
             continue
-        lost = float(shapely.intersection(parts[j], won).area)
+        lost = float(overlay(shapely.intersection, parts[j], won).area)
         if lost <= 0:
             continue  # they only touch
-        rest = _without_crumbs(_polygons(shapely.difference(parts[j], won)))
+        rest = _without_crumbs(_polygons(overlay(shapely.difference, parts[j], won)))
         if rest.area < TILING_TOLERANCE_M2:
-            by = max(edited, key=lambda i: shapely.intersection(parts[i], parts[j]).area)
+            by = max(edited, key=lambda i: overlay(shapely.intersection, parts[i], parts[j]).area)
             raise InvalidInput(f"{labels[by]}: covers all of {labels[j]}, which would be left with nothing; "
                                "an edit redraws units, it does not remove one (draw a merge for that)")
         parts[j] = rest
@@ -170,12 +274,21 @@ def _give_way(parts: list[Any], edited: list[int], labels: Sequence[str], done: 
     return changed
 
 
+def _on_grid(geoms: Any) -> Any:
+    """`geoms` on the 1 mm grid (repaired first when GEOS cannot round them as they are)."""
+    try:
+        return shapely.set_precision(geoms, NODE_GRID_M)
+    except GEOSException:
+        return shapely.set_precision(valid(geoms), NODE_GRID_M)
+
+
 def fit(parts_m: Sequence[Any], edited: Sequence[int], outline_m: Any, labels: Sequence[str],
         tolerance: float = SNAP_TOLERANCE_M) -> Fitted:
     """`parts_m` with `parts_m[i]` for i in `edited` newly drawn: the parts after fitting the
     edit into the tiling of `outline_m` (see the module's docstring), every one on the 1 mm grid
     drawn plans are noded on. InvalidInput names the edited part that cannot be fitted (`labels[i]`)."""
-    parts = list(parts_m)
+    parts = list(valid(np.array(list(parts_m), dtype=object)))  # neighbours made invalid by projection
+    outline_m = valid(outline_m)
     done = Fitted(parts)
     edited = list(dict.fromkeys(edited))
     for i in edited:
@@ -187,14 +300,16 @@ def fit(parts_m: Sequence[Any], edited: Sequence[int], outline_m: Any, labels: S
                                f"neighbours ({exc}); check it for self-intersections and slivers") from None
         if cut >= 0.01:
             done.cut[i] = cut
-    changed = _give_way(parts, edited, labels, done)
-    # on the grid, vertices that differ by rounding (a trip through lon/lat) are one again
-    parts[:] = shapely.set_precision(np.array(parts, dtype=object), NODE_GRID_M)
-    for i in edited:  # the edited part takes the vertices its neighbours gained on the edges they share
-        near = _near(parts, i, changed, tolerance)
-        if near:
-            parts[i] = shapely.set_precision(shapely.snap(parts[i], GeometryCollection(near), NODE_GRID_M),
-                                             NODE_GRID_M)
+    try:
+        changed = _give_way(parts, edited, labels, done)
+        # on the grid, vertices that differ by rounding (a trip through lon/lat) are one again
+        parts[:] = _on_grid(np.array(parts, dtype=object))
+        for i in edited:  # the edited part takes the vertices its neighbours gained on the edges they share
+            near = _near(parts, i, changed, tolerance)
+            if near:
+                parts[i] = _on_grid(shapely.snap(parts[i], GeometryCollection(near), NODE_GRID_M))
+    except GEOSException as exc:
+        raise unmeasurable(exc, parts, labels, doing="fitted among each other") from None
     for k in [*edited, *changed]:
         parts[k] = _without_crumbs(parts[k])
         if parts[k].is_empty:
