@@ -153,6 +153,20 @@ def units_covering(conn: psycopg.Connection, lon: float, lat: float) -> dict[str
     return found
 
 
+def retired_place(conn: psycopg.Connection, incident_id: int) -> dict[str, Any] | None:
+    """An incident's chain and point when one of its units has no current version any more
+    (a boundary change retired it); None when every unit it names is current."""
+    ids = ", ".join(f"i.{c}" for c in _ID_COLUMNS)
+    return one(conn, f"""
+        SELECT {ids}, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat
+        FROM incident i
+        WHERE i.id = %s
+          AND EXISTS (SELECT 1 FROM unnest(ARRAY[{ids}]) AS u(unit_id)
+                      WHERE u.unit_id IS NOT NULL AND NOT EXISTS (
+                          SELECT 1 FROM unit_version v WHERE v.unit_id = u.unit_id AND v.valid_to IS NULL))
+        """, [incident_id])
+
+
 def latest_change_at(conn: psycopg.Connection) -> datetime | None:
     """When the newest change set was made (None: no change yet)."""
     at: datetime | None = value(conn, "SELECT max(created_at) FROM change_set")

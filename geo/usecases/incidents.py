@@ -103,30 +103,56 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     return db.get(conn, incident_id, viewer=viewer), True
 
 
+# The open states an incident that is not open may move back into (a reopening).
+_REOPENED_TO = {to for state in lifecycle.STATES if state not in lifecycle.OPEN_STATES
+                for to in lifecycle.TRANSITIONS[state] if to in lifecycle.OPEN_STATES}
+
+
 def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, expected_version: int,
                actor: str, note: str | None = None, worker_id: int | None = None,
                who: str | Identity | None = None) -> dict[str, Any]:
     """Move an incident to `to_state`; Conflict when it changed since `expected_version`,
     IllegalTransition when the lifecycle does not allow the move. `actor` is the person named
-    in the incident's history; `who`, the caller the audit log records (default: `actor`)."""
+    in the incident's history; `who`, the caller the audit log records (default: `actor`).
+
+    A reopened incident (from a state that is not open into an open one) whose units a boundary
+    change retired meanwhile moves to the units now holding its point (its event names them,
+    `from` and `to`), and goes to its new grid's worker as a new report would."""
     lifecycle.check_state(to_state)
     lifecycle.check_text(actor, "actor")
     lifecycle.check_text(note or "", "note")
+    if to_state in _REOPENED_TO:
+        # re-located to the boundaries current when stored: wait for a boundary commit under way
+        # (taken before the incident's lock, in the order a commit takes them)
+        generation.hold_commits(conn)
     row = db.lock(conn, incident_id)
     state, version = row["state"], row["version"]
     lifecycle.check_move(incident_id, state, version, to_state, expected_version)
     sets: dict[str, Any] = {"state": to_state, "version": version + 1}
     data: dict[str, Any] = {}
+    chain: dict[str, int | None] = {"grid": row["grid_id"], "community": row["community_id"]}
+    moved_grid = False
+    place = db.retired_place(conn, incident_id) \
+        if state not in lifecycle.OPEN_STATES and to_state in lifecycle.OPEN_STATES else None
+    if place is not None:
+        old = {lv: place[f"{lv}_id"] for lv in LEVELS}
+        new = db.units_covering(conn, place["lon"], place["lat"])
+        sets.update({f"{lv}_id": new[lv] for lv in LEVELS},
+                    unassigned=new["street"] is None and new["community"] is None and new["grid"] is None)
+        data["from"] = {lv: old[lv] for lv in LEVELS if old[lv] != new[lv]}
+        data["to"] = {lv: new[lv] for lv in LEVELS if old[lv] != new[lv]}
+        chain = {"grid": new["grid"], "community": new["community"]}
+        moved_grid = chain != {"grid": old["grid"], "community": old["community"]}
+    dispatched: tuple[int, str | None] | None = None
     if to_state == "assigned":
         if worker_id is None:
-            worker_id, level = dispatch.choose({"grid": row["grid_id"], "community": row["community_id"]},
-                                               db.escalates(conn, row["category"]), _first_worker(conn))
+            worker_id, level = dispatch.choose(chain, db.escalates(conn, row["category"]), _first_worker(conn))
             if worker_id is None:
                 raise Conflict(f"incident {incident_id}: no worker is attached to its grid or community; "
                                "name one with worker_id")
         else:
             level = dispatch.hand_over_level(incident_id, worker_id, workers.get(conn, worker_id),
-                                             row["grid_id"], row["community_id"])
+                                             chain["grid"], chain["community"])
         sets.update(worker_id=worker_id, handled_at_level=level, resolved_at=None, closed_at=None)
         data["worker_id"] = worker_id
     elif to_state == "resolved":
@@ -135,12 +161,21 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
         sets["closed_at"] = transaction_time(conn)
     elif to_state == "reported":
         sets.update(worker_id=None, handled_at_level=None, resolved_at=None, closed_at=None)
+        if moved_grid:  # reopened in another grid: its worker takes it, as intake would hand it over
+            new_worker, new_level = dispatch.choose(chain, db.escalates(conn, row["category"]), _first_worker(conn))
+            if new_worker is not None:
+                dispatched = (new_worker, new_level)
+                sets.update(state="assigned", worker_id=new_worker, handled_at_level=new_level)
     db.update(conn, incident_id, sets)
     db.add_event(conn, incident_id, actor, state, to_state, note, data)
+    if dispatched is not None:
+        db.add_event(conn, incident_id, "dispatch", to_state, "assigned", f"to the {dispatched[1]}'s worker",
+                     {"worker_id": dispatched[0]})
     viewer = as_identity(who or actor)
     audit.record(conn, viewer, "incident.transition", "incident", [incident_id],
                  before={"state": state, "version": version},
-                 after={"state": to_state, "version": version + 1, **data},
+                 after={"state": sets["state"], "version": version + 1, **data,
+                        **({"worker_id": dispatched[0]} if dispatched else {})},
                  detail={"actor": actor, "note": note})
     return db.get(conn, incident_id, viewer=viewer)
 
