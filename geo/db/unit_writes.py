@@ -92,6 +92,15 @@ def holders_of_code(conn: psycopg.Connection, level: str, code: str) -> set[int]
         conn, "SELECT DISTINCT unit_id FROM unit_version WHERE level = %s AND code = %s", [level, code])}
 
 
+def ancestors(conn: psycopg.Connection, unit_ids: list[int]) -> set[int]:
+    """Every unit these units came from by lineage, however many changes back."""
+    return {r["unit_id"] for r in dicts(conn, """
+        WITH RECURSIVE up(unit_id) AS (
+            SELECT from_unit_id FROM unit_lineage WHERE to_unit_id = ANY(%s)
+            UNION SELECT l.from_unit_id FROM unit_lineage l JOIN up ON l.to_unit_id = up.unit_id)
+        SELECT unit_id FROM up""", [unit_ids])}
+
+
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 

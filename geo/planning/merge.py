@@ -1,7 +1,8 @@
 """Merging undersized units into a neighbour.
 
-For each unit below the floor (smallest first) the candidates are its siblings (same
-parent) that share a boundary with it and would stay within the ceiling once merged.
+For each unit below the floor (smallest first) the candidates are its siblings (the same
+unit of every parent level: a small neighbourhood's in its grid and its compound) that share a
+boundary with it and would stay within the ceiling once merged.
 The one sharing the longest boundary wins; on a tie, the smaller. The merged unit keeps
 the neighbour's code and name, so only the small unit's households change unit: the
 fewest a merge can move. Each unit takes part in at most one merge per plan.
@@ -58,7 +59,9 @@ def propose(rows: list[dict[str, Any]], level: str, floor: int, ceiling: int) ->
             near[j] = shapely.buffer(bounds[j], SHARE_TOLERANCE_M)
         return float(shapely.intersection(bounds[i], near[j]).length)
 
-    sib = levels.PARENT_COLUMNS[levels.BY_NAME[level].merge_within or ""]
+    # a merged unit must lie in one unit of each parent level (a small neighbourhood in one grid
+    # and one compound): siblings share every direct parent
+    same = [levels.PARENT_COLUMNS[p] for p in levels.PARENTS[level]]
     used: set[int] = set()
     groups, notes = [], []
     small = sorted((i for i, r in enumerate(rows) if (r["households"] or 0) < floor),
@@ -69,7 +72,7 @@ def propose(rows: list[dict[str, Any]], level: str, floor: int, ceiling: int) ->
         r = rows[i]
         best = None
         for j in tree.query(metric_geoms[i], predicate="dwithin", distance=SHARE_TOLERANCE_M).tolist():
-            if j == i or j in used or rows[j][sib] != r[sib]:
+            if j == i or j in used or any(rows[j][c] != r[c] for c in same):
                 continue
             shared = shared_m(i, j)
             total = (r["households"] or 0) + (rows[j]["households"] or 0)
@@ -80,7 +83,7 @@ def propose(rows: list[dict[str, Any]], level: str, floor: int, ceiling: int) ->
                 best = (key, j, shared, total)
         if best is None:
             notes.append(f"{level} {r['code']} ({r['households']} households) has no neighbour in the same "
-                         f"{sib[:-3]} that keeps a merge within {ceiling} households")
+                         f"{' and '.join(c[:-3] for c in same)} that keeps a merge within {ceiling} households")
             continue
         _, j, shared, total = best
         used.update((i, j))

@@ -32,6 +32,7 @@ from geo.coords import crs
 from geo.db import unit_writes, units
 from geo.db.rows import transaction_time
 from geo.errors import Conflict, InvalidInput
+from geo.planning import checks
 from geo.security.identity import Identity
 from geo.units import codes, containment, levels, model
 from geo.units.levels import CHAIN_COLUMNS
@@ -250,8 +251,11 @@ def replace_units(
     if len(level_set) != 1 or any(u.level != rows[0]["level"] for u in new_units):
         raise InvalidInput("a split or merge replaces units of one level with units of the same level")
     level = rows[0]["level"]
-    for unit in new_units:  # a code once given is never given to other land
-        if others := unit_writes.holders_of_code(conn, level, unit.code) - set(old_ids):
+    # a code once given is never given to other land: only to a unit these replace, or one
+    # they came from (the code a split's largest part kept, passing on in a merge)
+    own_line = set(old_ids) | unit_writes.ancestors(conn, old_ids)
+    for unit in new_units:
+        if others := unit_writes.holders_of_code(conn, level, unit.code) - own_line:
             raise Conflict(f"{level} code {unit.code} belongs to unit {min(others)} (current or retired) since "
                            "this change was drawn: draw it again so the new unit takes a free code")
     change_id = unit_writes.open_change_set(conn, kind, actor, note)
@@ -263,8 +267,29 @@ def replace_units(
     summary = write_units(conn, level, new_units, kind=kind, actor=actor, note=note, change_id=change_id)
     unit_writes.record_lineage(conn, change_id, kind, old_ids, summary.created)
     _carry_descendants(conn, level, old_ids, summary, actor)
+    _check_still_tiled(conn, level, summary.created)
     summary.followed = follow(conn, change_id, actor)
     return summary
+
+
+def _check_still_tiled(conn: psycopg.Connection, level: str, unit_ids: list[int]) -> None:
+    """The levels that tile `level` (grids tile a community) must still cover each new unit:
+    refuse what /validate would report as a gap (geo/planning/checks.py, the same measure)."""
+    tilers = [lv.name for lv in levels.TABLE if lv.tiles == level]
+    if not tilers or not unit_ids:
+        return
+    parents = list(unit_writes.lock_current_ids(conn, unit_ids).values())
+    for child_level in tilers:
+        rows = units.under(conn, child_level, levels.PARENT_COLUMNS[level], unit_ids)
+        geoms = np.array([r["geom"] for r in rows] + [p["geom"] for p in parents], dtype=object)
+        geoms_m, metric = crs.to_metric(geoms)
+        for k, parent in enumerate(parents):
+            idx = [i for i, r in enumerate(rows) if r["parent_id"] == parent["unit_id"]]
+            found = checks.siblings(child_level, rows, geoms_m[:len(rows)], metric, idx,
+                                    parent | {"level": level}, geoms_m[len(rows) + k])
+            if gaps := [f["properties"]["message"] for f in found if f["properties"]["problem"] == "gap"]:
+                raise InvalidInput(f"{gaps[0]}: the {child_level} units beneath would no longer cover the new "
+                                   f"{level}; move their boundaries with it ({len(gaps)} gap(s) in all)")
 
 
 def _carry_descendants(conn: psycopg.Connection, level: str, parent_ids: list[int], summary: WriteSummary,

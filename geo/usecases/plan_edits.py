@@ -62,6 +62,7 @@ def edit_plan(conn: psycopg.Connection, plan_id: int, features: list[dict[str, A
         revision = plan["revision"] + 1
         db.write_units(conn, plan_id, revision, proposed, [u["geom"] for u in proposed])
         db.set_revision(conn, plan_id, revision, metrics, actor)
+        plans.check_commit(conn, plan_id)
         audit.record(conn, actor, "plan.edit", "plan", [plan_id], before={"revision": plan["revision"]},
                      after={"revision": revision}, detail={"codes": [proposed[k]["code"] for k in edited]})
     return db.get(conn, plan_id)

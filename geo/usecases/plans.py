@@ -218,6 +218,7 @@ def _store_plan(conn: psycopg.Connection, kind: str, level: str, parent: dict[st
         geoms = _to_wgs84([p["geom_m"] for p in proposed], metric) if metric is not None \
             else [p["geom"] for p in proposed]
         db.write_units(conn, plan_id, 1, proposed, geoms)
+        check_commit(conn, plan_id)
         audit.record(conn, actor, "plan.draw", "plan", [plan_id],
                      before={"units": [{"id": r["unit_id"], "version": r["version"]} for r in replaces]},
                      detail={"kind": kind, "level": level, "parent_id": parent_id, "parts": len(proposed)})
@@ -237,13 +238,19 @@ def draw_merge(conn: psycopg.Connection, level: str, *, floor: int | None = None
         raise InvalidInput(
             f"no {level} below the floor can be merged" + (f": {notes[0]}" if notes else " (none is below it)")
         )
-    replaces, proposed, summary = [], [], []
-    for g, grp in enumerate(groups, start=1):
+    replaces: list[dict[str, Any]] = []
+    proposed: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    for grp in groups:
         small, into = grp["small"], grp["into"]
+        geom = _merged(small["geom"], into["geom"], level, f"{level} {into['code']} + {small['code']}")
+        if geom is None:
+            notes.append(f"{level} {small['code']} is left alone: merged into {into['code']}, the result would not "
+                         "tile the two units exactly (their shared boundary is too ragged); merge them by hand")
+            continue
+        g = len(proposed) + 1
         for r in (small, into):
             replaces.append({"grp": g, "unit_id": r["unit_id"], "version": r["version"], "code": r["code"]})
-        geom = merge.merged_geometry(small["geom"], into["geom"], level, f"{level} {into['code']} + {small['code']}",
-                                     merge.degrees(merge.SHARE_TOLERANCE_M))
         pop = naming.apportion([[(1.0, small["population"]), (1.0, into["population"])]])[0]
         proposed.append({"grp": g, "seq": g, "code": into["code"], "name": into["name"],
                          "households": grp["households"], "population": pop,
@@ -254,11 +261,27 @@ def draw_merge(conn: psycopg.Connection, level: str, *, floor: int | None = None
                         "households": grp["households"], "households_moved": int(small["households"] or 0),
                         "shared_boundary_m": grp["shared_m"],
                         "polsby_popper": round(float(4 * np.pi * g_m.area / g_m.length ** 2), 4)})
+    if not proposed:
+        raise InvalidInput(f"no {level} below the floor can be merged: {notes[0]}")
     metrics = {"parts": len(proposed), "households": [p["households"] for p in proposed],
                "households_moved": sum(s["households_moved"] for s in summary), "merges": summary,
                "polsby_popper": [s["polsby_popper"] for s in summary], "targets_missed": []}
     params = {"floor": floor_used, "ceiling": ceiling, "within": within}
     return _store_plan(conn, "merge", level, None, replaces, proposed, None, metrics, notes, params, actor)
+
+
+def _merged(small: Any, into: Any, level: str, label: str) -> Any:
+    """The merged unit, as geo/planning/merge.py draws it, or else the plain union of the two,
+    whichever tiles the two units as commit checks it (geo/planning/tiling.py); None if neither."""
+    lon, lat = into.centroid.coords[0]
+    metric = crs.local_metric(lon, lat)
+    target_m = shapely.union_all(crs.transform(np.array([small, into], dtype=object), crs.WGS84, metric))
+    drawn = merge.merged_geometry(small, into, level, label, merge.degrees(merge.SHARE_TOLERANCE_M))
+    for candidate in (drawn, geometry.normalise(shapely.union_all([small, into]), level, label)):
+        parts_m = crs.transform(np.array([candidate], dtype=object), crs.WGS84, metric)
+        if not tiling.problems(parts_m, target_m, metric, [label]):
+            return candidate
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -433,6 +456,23 @@ def preview(conn: psycopg.Connection, plan: dict[str, Any]) -> dict[str, Any]:
     except (InvalidInput, Conflict) as exc:
         return {"problem": str(exc)}
     return {k: outcome[k] for k in ("code_changes", "workers", "incidents_moved")}
+
+
+def check_commit(conn: psycopg.Connection, plan_id: int) -> None:
+    """Try the commit of the plan's latest revision (rolled back: `preview`) and add what would
+    stop it to the plan's `commit_problems` and `targets_missed`, so that what a plan reports is
+    what commit checks: a plan that misses no target commits."""
+    plan = db.get(conn, plan_id)
+    problem = preview(conn, plan).get("problem")
+    m = dict(plan["metrics"] or {})
+    known = m.get("commit_problems") or []
+    if problem is None or any(p.removeprefix("the plan ") in problem or p.split(": ", 1)[-1] in problem
+                              for p in known):
+        return  # nothing, or what the plan's own checks found already
+    m["commit_problems"] = [*(m.get("commit_problems") or []), problem]
+    m["targets_missed"] = [t for t in m.get("targets_missed") or [] if not t.startswith("commit would be refused")]
+    m["targets_missed"] += quality.refused(m["commit_problems"])
+    db.set_revision(conn, plan_id, plan["revision"], m, plan["actor"])
 
 
 def commit_plan(conn: psycopg.Connection, plan_id: int, *, expected_revision: int | None = None,

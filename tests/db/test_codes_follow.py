@@ -164,3 +164,23 @@ def test_repair_codes_mends_a_database_the_old_pipeline_left_contradicting_its_c
         assert {c["from"] for c in changed if c["level"] in ("grid", "compound")} == {
             b.split()[1] for b in broken if b.split()[0] in ("grid", "compound")}
         assert unit_work.repair_codes(conn, actor="test") == []
+
+
+def test_a_code_kept_by_a_split_passes_on_down_its_own_line(sample_url):
+    """Found by the redraw fuzzer: a split's largest part kept its community's code (a new
+    unit); merging that part later must be able to keep the code it came with."""
+    from geo.units.model import UnitInput
+    from geo.usecases import boundaries
+
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        plan = plans.draw_split(conn, unit_id(conn, "420199001008"), "community")
+        if "420199001008" not in {u["code"] for u in plan["units"]}:
+            pytest.skip("no part of this split holds most of the old community's land")
+        plans.commit_plan(conn, plan["id"])
+        kept = units.current(conn, unit_id(conn, "420199001008"))
+        with conn.transaction():
+            summary = boundaries.replace_units(conn, [kept["unit_id"]], [
+                UnitInput("community", "420199001008", kept["name"], kept["geom"], kept["households"])],
+                kind="redraw")
+        assert len(summary.created) == 1
+        assert contradictions(conn) == []

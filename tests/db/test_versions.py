@@ -153,6 +153,22 @@ def test_failed_split_leaves_the_store_unchanged(small):
         assert units.get_unit(conn, old_id)["valid_to"] is None
 
 
+def test_a_split_whose_grids_no_longer_cover_a_new_community_is_refused(small):
+    """Found by the redraw fuzzer: a community boundary moved 0.3 m off the grids' shared edge.
+    Each grid still lies in a community (0.5 m tolerance), but 120 m² of the west community is
+    in no grid: /validate would report a gap, so the change is refused, naming it."""
+    with psycopg.connect(small) as conn:
+        old_id = conn.execute(
+            "SELECT unit_id FROM unit_version WHERE level = 'community' AND valid_to IS NULL").fetchone()[0]
+        conn.commit()
+        west = UnitInput("community", "420199001002", "西社区", shapes.rect(0, 0, 200.3, 400))
+        east = UnitInput("community", "420199001003", "东社区", shapes.rect(200.3, 0, 400, 400))
+        with pytest.raises(InvalidInput, match=r"1[12]\d\.\d m² of community 420199001002 is in no grid"):
+            with conn.transaction():
+                boundaries.replace_units(conn, [old_id], [west, east], kind="split")
+        assert units.get_unit(conn, old_id)["valid_to"] is None
+
+
 def test_redraw_records_lineage(small):
     with psycopg.connect(small) as conn:
         ids = [r[0] for r in conn.execute(

@@ -57,6 +57,20 @@ def test_merge_still_refuses_units_that_only_come_near():
     assert groups == [] and "has no neighbour" in notes[0]
 
 
+def test_small_neighbourhoods_merge_only_within_one_grid_and_one_compound():
+    """Found by the redraw fuzzer: two neighbourhoods of one compound but different grids were
+    merged, and the merged one reached 29.6 m outside its grid at commit."""
+    small, into = _wgs84(SMALL, INTO)
+    rows = [{"code": "420199001001C001N001", "geom": small, "households": 5, "grid_id": 1, "compound_id": 9},
+            {"code": "420199001001C001N002", "geom": into, "households": 20, "grid_id": 2, "compound_id": 9}]
+    groups, notes = merge.propose(rows, "neighbourhood", 10, 80)
+    assert groups == [] and "same grid and compound" in notes[0]
+    rows[1]["grid_id"] = 1
+    groups, _ = merge.propose(rows, "neighbourhood", 10, 80)
+    assert [(g["small"]["code"], g["into"]["code"]) for g in groups] == [
+        ("420199001001C001N001", "420199001001C001N002")]
+
+
 def _vertices(g: shapely.Geometry) -> set[tuple[float, float]]:
     return {(float(x), float(y)) for x, y in shapely.get_coordinates(g)}
 
