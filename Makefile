@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test lint test-unit test-db test-api test-browser test-faults screenshots install postgis chromium db \
+.PHONY: serve test lint test-unit test-db test-api test-browser test-faults fuzz-redraw screenshots install postgis chromium db \
 	sample bench bench-locate bench-split bench-tiles bench-mixed clean
 
 # the test suite's parts, fastest first: unit needs no PostGIS and runs in seconds
@@ -82,6 +82,12 @@ test-browser: db chromium
 
 test-faults: db
 	$(BIN)/pytest -q tests/faults
+
+# the redraw fuzzer run long (make test runs 60 changes): FUZZ_REDRAW_STEPS seeded changes
+# (FUZZ_REDRAW_SEED), an invariant check after every commit, then the summary (tests/faults/test_redraw_fuzz.py)
+FUZZ_REDRAW_STEPS ?= 500
+fuzz-redraw: db
+	FUZZ_REDRAW_STEPS=$(FUZZ_REDRAW_STEPS) $(BIN)/pytest -q -s tests/faults/test_redraw_fuzz.py
 
 # the README's pictures of the maps, taken by the browser tests
 screenshots: db chromium
