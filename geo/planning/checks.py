@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import pyproj
 import shapely
+from shapely.errors import GEOSException
 
 from geo.coords import crs
 from geo.errors import InvalidInput
+from geo.planning import tiling
 from geo.units import containment, levels
 from geo.units.containment import CONTAINMENT_TOLERANCE_M
 
@@ -66,8 +68,24 @@ def per_unit(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: p
 
 def siblings(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: pyproj.CRS, idx: list[int],
              parent: dict[str, Any] | None, parent_m: shapely.Geometry | None) -> list[dict[str, Any]]:
+    """Overlaps among siblings, gaps in the parent they tile and siblings outside it. Units that
+    are valid in lon/lat but not once projected are repaired first, and an overlay GEOS cannot
+    do even then is reported as a problem (`not_checked`), never raised."""
+    try:
+        return _siblings(lv, rows, geoms_m, metric, idx, parent, tiling.valid(parent_m))
+    except GEOSException as exc:
+        where = tiling.valid(geoms_m[idx])
+        codes_ = [rows[i]["code"] for i in idx]
+        return [feature("not_checked", lv, shapely.union_all(where), metric,
+                        f"{lv} units {', '.join(codes_[:5])}{' ...' if len(codes_) > 5 else ''} could not be checked "
+                        f"for overlaps and gaps ({exc}): look for self-touching rings or spikes",
+                        codes=codes_)]
+
+
+def _siblings(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: pyproj.CRS, idx: list[int],
+              parent: dict[str, Any] | None, parent_m: shapely.Geometry | None) -> list[dict[str, Any]]:
     out = []
-    geoms = geoms_m[idx]
+    geoms = tiling.valid(geoms_m[idx])
     codes_ = [rows[i]["code"] for i in idx]
     # a valid coverage (shapely's coverage_is_valid: edges match vertex for vertex) has no
     # overlaps; otherwise look for them pair by pair. Mismatched vertices alone (a
@@ -77,7 +95,7 @@ def siblings(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: p
         a, b = tree.query(geoms, predicate="intersects")
         keep = a < b
         for i, j in zip(a[keep].tolist(), b[keep].tolist(), strict=True):
-            inter = shapely.intersection(geoms[i], geoms[j])
+            inter = tiling.overlay(shapely.intersection, geoms[i], geoms[j])
             area = float(shapely.area(inter))
             if area >= MIN_AREA_M2:
                 out.append(feature("overlap", lv, inter, metric,
@@ -89,15 +107,15 @@ def siblings(lv: str, rows: list[dict[str, Any]], geoms_m: np.ndarray, metric: p
     pcode = parent["code"]
     # gaps: parent land no child covers
     if levels.BY_NAME[lv].tiles == parent["level"]:
-        union = shapely.union_all(geoms)
-        gaps = shapely.difference(parent_m, union)
+        union = tiling.overlay(shapely.union_all, geoms)
+        gaps = tiling.overlay(shapely.difference, parent_m, union)
         for g in shapely.get_parts(gaps):
             if g.area >= MIN_AREA_M2:
                 out.append(feature("gap", lv, g, metric,
                                     f"{g.area:,.1f} m² of {parent['level']} {pcode} is in no {lv}",
                                     parent=pcode, area_m2=round(g.area, 1)))
     # children outside their parent
-    outside = shapely.difference(geoms, shapely.buffer(parent_m, CONTAINMENT_TOLERANCE_M))
+    outside = tiling.overlay(shapely.difference, geoms, shapely.buffer(parent_m, CONTAINMENT_TOLERANCE_M))
     for k, o in enumerate(outside):
         if o is not None and o.area >= MIN_AREA_M2:
             out.append(feature("outside_parent", lv, o, metric,

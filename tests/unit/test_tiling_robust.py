@@ -139,3 +139,19 @@ def test_an_edit_next_to_a_spiked_neighbour_fits():
     fitted = tiling.fit([neighbour, edited], [1], outline, ["neighbourhood A", "neighbourhood B"])
     assert all(shapely.is_valid(np.array(fitted.parts, dtype=object)))
     assert not shapely.intersection(fitted.parts[0], fitted.parts[1]).area > 0.01
+
+
+@pytest.mark.parametrize(("part", "target"), CASES)
+def test_validation_of_siblings_made_invalid_by_projection_reports_and_never_raises(part, target):
+    """Found by the 500-step redraw walk: /validate answered 500 (side location conflict in
+    geo/planning/checks.py siblings) on units valid in lon/lat but not once projected."""
+    from geo.planning import checks
+
+    neighbour = shapely.difference(target.buffer(5), target)  # a unit wrapped around the target
+    rows = [{"code": "a", "households": 40}, {"code": "b", "households": 40}]
+    geoms = np.array([part, neighbour], dtype=object)
+    found = checks.siblings("neighbourhood", rows, geoms, METRIC, [0, 1], None, None)
+    assert all(f["properties"]["problem"] in ("overlap", "not_checked") for f in found)
+    grid = {"code": "g", "level": "grid"}
+    found = checks.siblings("neighbourhood", rows, geoms, METRIC, [0, 1], grid, target.buffer(5).exterior.convex_hull)
+    assert all(f["properties"]["problem"] in ("overlap", "gap", "outside_parent", "not_checked") for f in found)
