@@ -122,6 +122,9 @@ def draw_split(conn: psycopg.Connection, unit_id: int, into: str, *, band: tuple
     except Infeasible as exc:
         raise InvalidInput(f"{unit['level']} {unit['code']}: {exc}") from None
     progress("partitioning", 1, 1)
+    if into == unit["level"] and len(result_parts) < 2:
+        raise InvalidInput(f"{unit['level']} {unit['code']} ({unit['households']} households) comes out as one part "
+                           f"in the band {band[0]}-{band[1]}: there is nothing to split (give parts=N to force one)")
     col = levels.PARENT_COLUMNS[unit["level"]]
     replaces = [unit] if into == unit["level"] else db.children_of(conn, into, unit)
     old = [(unit["code"], ctx.outline)] if into == unit["level"] else \

@@ -196,3 +196,20 @@ def test_redrawn_small_neighbourhoods_like_the_samples_keep_codes_and_names(samp
         for u in same:
             assert u["name"] == old[u["code"]]["name"]
             assert u["attributes"]["building_code"] == old[u["code"]]["attributes"]["building_code"]
+
+
+def test_a_split_into_one_part_is_refused_not_stored(sample_url):
+    """Found by the redraw fuzzer: a community within its band 'split' into one part, and its
+    commit retired the unit only to open an identical one under a new id."""
+    import psycopg
+    import pytest
+
+    from geo.db import units
+    from geo.errors import InvalidInput
+    from geo.usecases import plans
+
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        small = next(r for r in units.units_rows(conn, "community") if 1500 <= (r["households"] or 0) <= 3000)
+        with pytest.raises(InvalidInput, match="nothing to split"):
+            plans.draw_split(conn, small["unit_id"], "community")
+        assert conn.execute("SELECT count(*) FROM plan").fetchone()[0] == 0
