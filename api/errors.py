@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from shapely.errors import GEOSException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geo.db import pool
@@ -169,6 +170,16 @@ async def concurrent_change(request: Request, exc: Exception) -> Response:
                             "at the same time; reload and try again"}, 409)
 
 
+async def geometry_failed(request: Request, exc: Exception) -> Response:
+    """The last safety net for geometry: geo repairs what it can and names the units it cannot
+    measure; a GEOS error that still gets here is a flaw in the boundaries involved, not in the
+    request's form, so it answers 422 (and is logged, to be handled where it arose)."""
+    log.warning("%s %s: GEOS: %s", request.method, request.url.path, exc)
+    return answer(request, {"error": "InvalidInput", "detail": (
+        f"the boundaries involved could not be processed ({exc}): look for self-touching rings, spikes or "
+        "slivers in the units this request touches, or try the plan with another seed")}, 422)
+
+
 async def bad_value(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, psycopg.errors.DataError)
     message = exc.diag.message_primary or str(exc)
@@ -220,5 +231,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.errors.UniqueViolation, concurrent_change)
     app.add_exception_handler(psycopg.errors.ExclusionViolation, concurrent_change)
     app.add_exception_handler(psycopg.errors.DataError, bad_value)
+    app.add_exception_handler(GEOSException, geometry_failed)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, bad_request)

@@ -29,6 +29,7 @@ from typing import Any
 import shapely
 
 from geo.errors import InvalidInput
+from geo.planning import tiling
 
 NUMERALS = "一二三四五六七八九十"
 # (level, prefix) -> every code at that level starting with prefix, current or past
@@ -67,7 +68,7 @@ def successors(old: Sequence[tuple[str, Any]], new: Sequence[Any],
         if area <= 0:
             continue
         idx = tree.query(geom, predicate="intersects").tolist()
-        overlaps = [(float(shapely.intersection(geom, new[k]).area), k) for k in idx]
+        overlaps = [(float(tiling.overlay(shapely.intersection, geom, new[k]).area), k) for k in idx]
         if not overlaps:
             continue
         held, k = max(overlaps)
@@ -152,7 +153,7 @@ def by_area(parts: Sequence[Any], sources: Sequence[tuple[Any, int | float | Non
                     out[k].append((1.0, figure))
                     break
                 continue
-            share = float(shapely.intersection(parts[k], geom).area) / area
+            share = float(tiling.overlay(shapely.intersection, parts[k], geom).area) / area
             if share > 0:
                 out[k].append((share, figure))
     return out

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from geo.planning import tiling
 from geo.planning.atoms import NODE_GRID_M, SLIVER_WIDTH_M, Atom, Feature, Infeasible, noded, polygonal
 from geo.planning.search import split
 
@@ -139,7 +140,7 @@ def holdings(pieces: list[Piece], buildings: list[Feature], ceiling: int,
             return None
         if geom.geom_type == "Point":
             return int(near[0])
-        return int(max(near, key=lambda k: (shapely.intersection(geoms[k], geom).area, -k)))
+        return int(max(near, key=lambda k: (tiling.overlay(shapely.intersection, geoms[k], geom).area, -k)))
 
     for b in buildings:
         slices = entrance_slices(b, ceiling, attrs)

@@ -21,3 +21,30 @@ def test_each_kind_has_its_status(exc, status):
 def test_geo_errors_carry_no_status():
     for cls in (GridmapError, InvalidInput, NotFound, Conflict, SetupError):
         assert not hasattr(cls, "status")
+
+
+def test_gone_is_410():
+    from geo.errors import Gone
+
+    assert errors.status_of(Gone("x", {"code": "1"})) == 410
+
+
+def test_a_geos_error_that_reaches_the_edge_answers_422_naming_what_to_look_for():
+    """The last safety net (found by the 500-step redraw walk: a raw overlay in plan naming
+    answered 500): the real app's handler, over a route that raises what GEOS raises."""
+    from fastapi.testclient import TestClient
+    from shapely.errors import GEOSException
+
+    from api.app import create_app
+    from geo import settings
+
+    app = create_app(settings.load(auth=False))
+
+    @app.get("/__geos", include_in_schema=False)
+    def fail() -> None:
+        raise GEOSException("TopologyException: side location conflict at 1 2")
+
+    answer = TestClient(app, raise_server_exceptions=False).get("/__geos")
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "InvalidInput"
+    assert "side location conflict" in answer.json()["detail"] and "spikes" in answer.json()["detail"]
