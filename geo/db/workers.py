@@ -142,11 +142,11 @@ def open_incidents(conn: psycopg.Connection, worker_id: int) -> list[dict[str, A
 # ---- following a boundary change -------------------------------------------------------------
 
 def on_retired_units(conn: psycopg.Connection, change_id: int) -> list[dict[str, Any]]:
-    """Active workers, not yet flagged, on a unit the change retired (a version closed by it and
+    """Active workers (flagged ones too) on a unit the change retired (a version closed by it and
     no current version left), locked, by id."""
     return dicts(conn, f"""
         SELECT {", ".join(f"w.{c}" for c in _COLUMNS.split(", "))} FROM worker w
-        WHERE w.active AND w.unplaced_since IS NULL
+        WHERE w.active
           AND EXISTS (SELECT 1 FROM unit_version v WHERE v.unit_id = w.unit_id AND v.closed_by = %s)
           AND NOT EXISTS (SELECT 1 FROM unit_version v WHERE v.unit_id = w.unit_id AND v.valid_to IS NULL)
         ORDER BY w.id FOR UPDATE OF w

@@ -275,16 +275,20 @@ def draw_merge(conn: psycopg.Connection, level: str, *, floor: int | None = None
 
 def _merged(small: Any, into: Any, level: str, label: str) -> Any:
     """The merged unit, as geo/planning/merge.py draws it, or else the plain union of the two,
-    whichever tiles the two units as commit checks it (geo/planning/tiling.py), preferring one
-    that stays valid in metres (no hairline spike); None if neither tiles them."""
+    whichever is one piece and tiles the two units as commit checks it (geo/planning/tiling.py),
+    preferring one that stays valid in metres (no hairline spike); None if neither does."""
     lon, lat = into.centroid.coords[0]
     metric = crs.local_metric(lon, lat)
     target_m = shapely.union_all(crs.transform(np.array([small, into], dtype=object), crs.WGS84, metric))
     drawn = merge.merged_geometry(small, into, level, label, merge.degrees(merge.SHARE_TOLERANCE_M))
+
+    def pieces(g: Any) -> int:  # as /validate counts them (not_contiguous)
+        return sum(1 for p in shapely.get_parts(g) if p.area >= checks.MIN_AREA_M2)
+
     fitting = []
     for candidate in (drawn, geometry.normalise(shapely.union_all([small, into]), level, label)):
         parts_m = crs.transform(np.array([candidate], dtype=object), crs.WGS84, metric)
-        if not tiling.problems(parts_m, target_m, metric, [label]):
+        if pieces(parts_m[0]) == 1 and not tiling.problems(parts_m, target_m, metric, [label]):
             if parts_m[0].is_valid:  # no spike whose sides cross once projected
                 return candidate
             fitting.append(candidate)

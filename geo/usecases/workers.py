@@ -181,7 +181,9 @@ def _move(conn: psycopg.Connection, worker: Mapping[str, Any], target: Mapping[s
           who: Identity) -> dict[str, Any]:
     old, new = worker["unit_id"], target["to_unit_id"]
     measure = {"by": target["by"], "households": int(target["households"]), "area_m2": round(target["area_m2"], 1)}
-    workers.update(conn, worker["id"], {"unit_id": new})
+    # on a unit of their own now: a flag an earlier change left is cleared (`_flag` sets it again
+    # when the successor has its worker already)
+    workers.update(conn, worker["id"], {"unit_id": new, "unplaced_since": None, "unplaced_reason": None})
     workers.add_event(conn, worker["id"], who.label, "follow", from_unit=old, to_unit=new, change_id=change_id,
                       note=f"followed unit {old} to {target['to_level']} {target['to_code']} after change {change_id}",
                       data=measure)
@@ -206,7 +208,7 @@ def follow_change(conn: psycopg.Connection, change_id: int, actor: str | Identit
     in the caller's transaction.
 
     A unit is retired by the change when the change closed its version and no current version
-    of it is left. Each active worker on such a unit (not already flagged) moves to one of the
+    of it is left. Each active worker on such a unit (flagged ones too) moves to one of the
     current units its lineage (unit_lineage, this change) leads to: the one holding most of the
     retired unit's households, counted as the households of the current buildings whose point
     (ST_PointOnSurface) lies both in the retired unit's last version and in the successor, as
@@ -242,6 +244,8 @@ def follow_change(conn: psycopg.Connection, change_id: int, actor: str | Identit
     moved, unplaced = [], []
     for worker in sorted(retired, key=claim):
         target = best.get(worker["unit_id"])
+        if target is None and worker["unplaced_since"] is not None:
+            continue  # flagged already, and still nowhere to go
         reason = _why_not(worker, target, change_id, holders)
         if reason is None:
             assert target is not None

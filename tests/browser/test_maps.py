@@ -402,7 +402,7 @@ def test_dispatch_above_the_marker_limit_shows_heat_and_counts_only(open_map, db
 
 # ---------------------------------------------------------------------------- plans
 
-def test_plan_map_shows_the_parts_with_their_metrics_beside_the_current_units(open_map, db):
+def test_plan_map_shows_the_parts_with_their_metrics_beside_the_current_units(open_map, db, app_url):
     plan_id = one(db, "SELECT id FROM plan WHERE kind <> 'merge' ORDER BY id LIMIT 1")
     parts = db.execute("SELECT seq, code, households FROM plan_unit WHERE plan_id = %s AND revision = "
                        "(SELECT revision FROM plan WHERE id = %s) ORDER BY seq", [plan_id, plan_id]).fetchall()
@@ -424,6 +424,11 @@ def test_plan_map_shows_the_parts_with_their_metrics_beside_the_current_units(op
         assert all(t in panel for t in metrics["targets_missed"])
     else:
         assert "全部达标" in panel
+    # what the commit will carry with it: the codes that change, as compare lists them
+    compared = httpx.get(app_url + f"/plans/{plan_id}/compare").json()
+    changes = compared["code_changes"]
+    assert f"提交后编码变更 Codes that will change ({len(changes)})" in panel
+    assert all(f"{c['from']} → {c['to']}" in panel for c in changes[:200])
     # validation problems (here: the oversized community being split) are listed and drawn
     problems = page.js("gridmap.counts.problems")
     assert problems >= 1 and page.page.locator(".gm-problems li").count() == problems

@@ -201,3 +201,31 @@ def test_a_community_split_moves_every_community_worker_and_no_grid_worker(distr
                           "unplaced": []}
         assert _worker(conn, grid_worker)["unit_id"] == east
         assert _unit(conn, WEST) == west
+
+
+def test_a_flagged_worker_follows_the_next_redraw_too_and_gets_a_unit_of_their_own(district):
+    """Found by the 500-step redraw walk: a worker flagged by a merge was skipped by the next
+    redraw of the merged grid and stayed, active, on a retired unit."""
+    with psycopg.connect(district) as conn:
+        west, east = _unit(conn, WEST), _unit(conn, EAST)
+        first = staff.add_worker(conn, "东网格员", "grid_worker", east)["id"]
+        second = staff.add_worker(conn, "西网格员", "grid_worker", west)["id"]
+        conn.commit()
+        with conn.transaction():
+            merged = UnitInput("grid", C + "601", "合并网格", shapes.rect(0, 0, 400, 400))
+            boundaries.replace_units(conn, [west, east], [merged], kind="merge")
+        assert _worker(conn, first)["unplaced_since"] is not None
+        with conn.transaction():
+            again = boundaries.replace_units(conn, [_unit(conn, C + "601")], [
+                UnitInput("grid", C + "602", "西", shapes.rect(0, 0, 200, 400)),
+                UnitInput("grid", C + "603", "东", shapes.rect(200, 0, 400, 400))], kind="split")
+        moved = {m["worker_id"]: m["to_unit"] for m in again.followed["workers"]["moved"]}
+        assert set(moved) == {first, second}
+        current = {r[0] for r in conn.execute("SELECT unit_id FROM unit_version WHERE valid_to IS NULL")}
+        for worker in (first, second):
+            assert _worker(conn, worker)["unit_id"] in current
+        # both land on the merged grid's successor holding most of its households: one keeps the
+        # place, the other stays flagged, on a current grid
+        assert moved[first] == moved[second]
+        flagged = [w for w in (first, second) if _worker(conn, w)["unplaced_since"] is not None]
+        assert len(flagged) == 1
