@@ -22,7 +22,7 @@ import shapely
 from geo.coords import crs
 from geo.db import audit, roads, unit_writes, units
 from geo.db import plans as db
-from geo.errors import Conflict, InvalidInput
+from geo.errors import Conflict, InvalidInput, NotFound
 from geo.planning import checks, communities, merge, naming, neighbourhoods, quality, search, tiling
 from geo.planning import compare as flows
 from geo.planning.atoms import Feature, Infeasible
@@ -369,10 +369,18 @@ def _lock_draft(conn: psycopg.Connection, plan_id: int, expected_revision: int |
 def _tiling_target(conn: psycopg.Connection, plan: dict[str, Any]) -> tuple[Any, Any]:
     """A metric CRS and what the plan's units must tile in it: the parent they redraw (for small
     neighbourhoods, the parent grid's residential area), or the units they replace."""
+    stale = Conflict(f"the units plan {plan['id']} redraws changed since it was drawn (some are retired): "
+                     "draw the plan again")
     if plan["parent_id"] is not None and plan["kind"] != "merge":
-        ctx = load_context(conn, plan["parent_id"])
+        try:
+            ctx = load_context(conn, plan["parent_id"])
+        except NotFound:
+            raise stale from None
         return ctx.metric, _outline_for(ctx, plan["level"])
-    target = shapely.union_all(db.current_geoms(conn, [r["unit_id"] for r in plan["replaces"]]))
+    geoms = db.current_geoms(conn, [r["unit_id"] for r in plan["replaces"]])
+    if len(geoms) < len({r["unit_id"] for r in plan["replaces"]}):
+        raise stale
+    target = shapely.union_all(geoms)
     lon, lat = target.centroid.coords[0]
     metric = crs.local_metric(lon, lat)
     return metric, crs.transform(np.array([target], dtype=object), crs.WGS84, metric)[0]

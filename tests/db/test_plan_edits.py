@@ -276,3 +276,24 @@ def test_a_merge_plan_edit_reports_what_commit_would_refuse(sample_url):
         assert gap["metrics"]["targets_missed"][0].startswith("commit would be refused")
         with pytest.raises(InvalidInput, match="gap"):
             plans.commit_plan(conn, plan["id"])
+
+
+def test_an_edit_of_a_plan_whose_units_were_retired_since_is_a_409(sample_url):
+    """Found by the 500-step redraw walk: editing a merge plan whose units another commit had
+    retired answered 500 (an empty target); a split plan whose parent was retired, 404."""
+    import psycopg as pg
+
+    with pg.connect(sample_url, autocommit=True) as conn:
+        first = plans.draw_merge(conn, "community", floor=1000)
+        second = plans.draw_merge(conn, "community", floor=1000)
+        plans.commit_plan(conn, first["id"])
+        shapes = plan_edits_export(conn, second["id"])
+        code = sorted(shapes)[0]
+        with pytest.raises(Conflict, match="draw the plan again"):
+            plan_edits.edit_plan(conn, second["id"], [shapes[code]], expected_revision=1)
+
+
+def plan_edits_export(conn, plan_id):
+    data = json.loads(plans.plan_geojson(conn, plan_id))
+    return {f["properties"]["code"]: {"type": "Feature", "properties": {"code": f["properties"]["code"]},
+                                      "geometry": f["geometry"]} for f in data["features"]}
