@@ -1,6 +1,7 @@
 """The `gridmap` command, one module per group of commands:
 
     cli/db.py         db start|stop|status|url, migrate, backup, restore
+    cli/index.py      index build|status (the point index's snapshots)
     cli/data.py       init, load, export, sample, validate, units recode
     cli/incidents.py  incidents import|sample
     cli/plans.py      plan split|merge|list|show|export|edit|commit|discard
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, db, incidents, keys, plans, serve
+from cli import data, db, incidents, index, keys, plans, serve
 
 app = typer.Typer(help="gridmap: nested, versioned grid-governance units on PostGIS.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
+app.add_typer(index.app, name="index")
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(plans.app, name="plan")
 app.add_typer(keys.app, name="keys")

@@ -13,6 +13,7 @@
     GRIDMAP_TZ                   the zone of times given without one (Asia/Shanghai)
     GRIDMAP_MAX_BODY_MB          the largest request body the API reads (8)
     GRIDMAP_DB_WAIT              the longest a request waits for a pooled connection, seconds (3)
+    GRIDMAP_INDEX_DIR            where point-index snapshots are kept (default: GRIDMAP_HOME/index)
 
 Every yes/no setting takes one rule: 1, true, on, yes (or 0, false, off, no), any case.
 
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     tz: str = "Asia/Shanghai"
     max_body_mb: float = Field(8.0, gt=0)
     db_wait: float = Field(3.0, gt=0)
+    index_dir: Path | None = None
 
 
 _HINTS = {

@@ -234,3 +234,12 @@ def secured(databases, sample_template):
     proc, base = launch_server(url, {"GRIDMAP_AUTH": "on", "GRIDMAP_AUTH_CACHE_SECONDS": "1"})
     yield SimpleNamespace(url=url, base=base, keys=keys)
     stop_server(proc)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_snapshots(tmp_path_factory):
+    """Point-index snapshots of the test databases go to a folder of the session's, not
+    under .gridmap (servers the tests start inherit it)."""
+    os.environ["GRIDMAP_INDEX_DIR"] = str(tmp_path_factory.mktemp("index"))
+    settings.reset()
+    yield

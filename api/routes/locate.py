@@ -24,6 +24,7 @@ from api.security import guarded, require
 from geo import settings
 from geo.coords import points
 from geo.errors import InvalidInput
+from geo.locate.layered import Layered
 from geo.locate.locator import Locator
 from geo.units import levels
 from geo.usecases import locators
@@ -50,32 +51,35 @@ def _levels(text: str | None) -> tuple[str, ...]:
     return tuple(lv for lv in levels.LEVELS if lv in wanted)
 
 
-def _index(as_of: str | None) -> tuple[Locator, str | None]:
+Index = Locator | Layered
+
+
+def _index(as_of: str | None, x: np.ndarray, y: np.ndarray, near: float) -> tuple[Index, str | None]:
     when = time_of(as_of)
     if when is None:
         return locators.current(), None
-    return locators.as_of(when), when.isoformat()
+    return locators.around(when, x, y, near), when.isoformat()
 
 
-async def _index_async(as_of: str | None) -> tuple[Locator, str | None]:
+async def _index_async(as_of: str | None, x: np.ndarray, y: np.ndarray, near: float) -> tuple[Index, str | None]:
     when = time_of(as_of)
     if when is None:
         return await locators.current_async(), None
-    return await run_in_threadpool(locators.as_of, when), when.isoformat()
+    return await run_in_threadpool(locators.around, when, x, y, near), when.isoformat()
 
 
-async def _checked_index(as_of: str | None) -> tuple[Locator, str | None]:
+async def _checked_index(as_of: str | None, x: np.ndarray, y: np.ndarray, near: float) -> tuple[Index, str | None]:
     """`_index_async`, but a failed boundary-generation check is tried once more before it counts
     as an outage (503): the check's connection may be one the server has since closed (a restart,
     a terminated backend), and the second check opens a new one. While the database is down, the
     index is not used: nothing could show it is not older than the last commit."""
     try:
-        return await _index_async(as_of)
+        return await _index_async(as_of, x, y, near)
     except psycopg.OperationalError:
-        return await _index_async(as_of)
+        return await _index_async(as_of, x, y, near)
 
 
-def _locate(index: Locator, lon: np.ndarray, lat: np.ndarray,
+def _locate(index: Index, lon: np.ndarray, lat: np.ndarray,
             near_m: float) -> tuple[dict[str, np.ndarray], np.ndarray, list[list[int]]]:
     found = index.locate(lon, lat)
     grids = index.indexes["grid"]
@@ -84,7 +88,7 @@ def _locate(index: Locator, lon: np.ndarray, lat: np.ndarray,
     return found, distance, near
 
 
-def _unit(index: Locator, level: str, i: int) -> dict[str, Any] | None:
+def _unit(index: Index, level: str, i: int) -> dict[str, Any] | None:
     if i < 0:
         return None
     units = index.units[level]
@@ -144,7 +148,7 @@ async def _answer_one(lon: float, lat: float, crs: str, as_of: str | None, level
     wanted = _levels(levels_)
     x, y, source = points.to_wgs84([lon], [lat], crs, settings.get().bounds)
     px, py = float(x[0]), float(y[0])
-    index, when = await _checked_index(as_of)
+    index, when = await _checked_index(as_of, x, y, near)
     found = index.locate_one(px, py)
     grids = index.indexes["grid"]
     distance = grids.distance_one(px, py, found["grid"])
@@ -240,7 +244,7 @@ def _answer_many(x: np.ndarray, y: np.ndarray, crs: str, as_of: str | None, leve
                  with_units: bool = True) -> Response:
     wanted = _levels(levels_)
     lon, lat, source = points.to_wgs84(x, y, crs, settings.get().bounds)
-    index, when = _index(as_of)
+    index, when = _index(as_of, lon, lat, near)
     found, distance, near_idx = _locate(index, lon, lat, near)
     m = len(lon)
     inside = np.zeros(m, dtype=bool)
@@ -272,7 +276,7 @@ def _answer_many(x: np.ndarray, y: np.ndarray, crs: str, as_of: str | None, leve
     return _json(body)
 
 
-def _unit_table(index: Locator, level: str, used: np.ndarray) -> dict[str, list[Any]]:
+def _unit_table(index: Index, level: str, used: np.ndarray) -> dict[str, list[Any]]:
     """Columns (id, code, name, version) for the units `used` (indexes into the level)."""
     table = index.units[level]
     rows = used.tolist()

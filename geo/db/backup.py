@@ -281,11 +281,12 @@ def restore(file: Path, url: str, *, into: str | None = None, force: bool = Fals
                   "--single-transaction", "--exit-on-error", f"--dbname={conninfo}", str(file)],
                  env, progress, "restoring tables", tables, re.compile(r"processing data for table"))
             restored = _holds(url, staging)
-            if before and before.get("generation") is not None:
+            if restored.get("generation") is not None:
                 # workers of an app that served the old database keep indexes keyed by this
-                # counter: set it past both before anyone can connect to the restored database
+                # counter: set it past both, and start a new history, before anyone can connect
                 with psycopg.connect(_url(url, staging)) as conn:
-                    restored["generation"] = generation.move_on(conn, before["generation"])
+                    past = (before or {}).get("generation") or 0
+                    restored["generation"] = generation.move_on(conn, past)
         except BaseException:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging)))
             raise

@@ -37,9 +37,14 @@ def hold_commits(conn: psycopg.Connection) -> None:
 
 def move_on(conn: psycopg.Connection, past: int) -> int:
     """Set the generation beyond `past` and the value it holds (after a restore, whose
-    counter may have gone backwards); returns the new value."""
-    row = conn.execute("UPDATE boundary_generation SET generation = greatest(generation, %s) + 1 "
-                       "RETURNING generation", [past]).fetchone()
+    counter may have gone backwards), and start a new history (epoch): an index snapshot of
+    the database as it was, or of the one the backup came from, is never taken for this
+    one. Returns the new generation."""
+    has_epoch = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'boundary_generation' "
+                             "AND column_name = 'epoch'").fetchone()  # a backup from before migration 0008
+    extra = ", epoch = gen_random_uuid(), complete_from = greatest(generation, %(past)s) + 1" if has_epoch else ""
+    row = conn.execute("UPDATE boundary_generation SET generation = greatest(generation, %(past)s) + 1"
+                       f"{extra} RETURNING generation", {"past": past}).fetchone()
     assert row is not None
     return int(row[0])
 

@@ -173,10 +173,6 @@ def latest_change_at(conn: psycopg.Connection) -> datetime | None:
     return at
 
 
-def change_times(conn: psycopg.Connection) -> list[tuple[int, datetime]]:
-    return [(r["id"], r["created_at"]) for r in dicts(conn, "SELECT id, created_at FROM change_set ORDER BY id")]
-
-
 # ---- reading --------------------------------------------------------------------------------
 
 @dataclass

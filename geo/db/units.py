@@ -303,4 +303,4 @@ def locator(conn: psycopg.Connection, as_of: datetime | None = None) -> Locator:
     by_level: dict[str, list[dict[str, Any]]] = {level: [] for level in levels.LEVELS}
     for rec in with_geoms(rows):
         by_level[rec.pop("level")].append(rec)
-    return Locator(by_level, generation=stamp if as_of is None else None)
+    return Locator.build(by_level, generation=stamp if as_of is None else None)

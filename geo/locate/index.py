@@ -25,6 +25,7 @@ geo/locate/locator.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -95,7 +96,10 @@ class LevelIndex:
 
     # -- building ----------------------------------------------------------------------
     @classmethod
-    def build(cls, level: str, geoms: np.ndarray, codes: list[str], cell_m: float | None = None) -> LevelIndex:
+    def build(cls, level: str, geoms: np.ndarray, codes: Sequence[str], cell_m: float | None = None,
+              max_cells: int = MAX_CELLS) -> LevelIndex:
+        """The index of these units. `max_cells` bounds the raster (a patch of scattered units
+        over a whole city gets coarser cells, not a city-sized raster: geo/locate/layered.py)."""
         n = len(geoms)
         geoms = np.asarray(geoms, dtype=object)
         polygonal = np.array([g is not None and g.geom_type in ("Polygon", "MultiPolygon") for g in geoms], bool)
@@ -124,10 +128,10 @@ class LevelIndex:
         bbox[~polygonal] = np.nan
         index = cls(level, n, rank, bbox, edge_ptr, ex0, ey0, ex1, ey1)
         index.snap_m = 0.0 if level in UNWIDENED else SNAP_M
-        index._build_cells(edge_unit, cell_m)
+        index._build_cells(edge_unit, cell_m, max_cells)
         return index
 
-    def _build_cells(self, edge_unit: np.ndarray, cell_m: float | None) -> None:
+    def _build_cells(self, edge_unit: np.ndarray, cell_m: float | None, max_cells: int = MAX_CELLS) -> None:
         valid = ~np.isnan(self.bbox[:, 0])
         minx, miny = np.nanmin(self.bbox[:, 0]), np.nanmin(self.bbox[:, 1])
         maxx, maxy = np.nanmax(self.bbox[:, 2]), np.nanmax(self.bbox[:, 3])
@@ -139,7 +143,7 @@ class LevelIndex:
             cell_m = float(np.clip(np.median(widths) / 3.0, 4.0, 250.0))
         width_m = (maxx - minx) * per_lon + 2 * cell_m
         height_m = (maxy - miny) * per_lat + 2 * cell_m
-        while (width_m / cell_m) * (height_m / cell_m) > MAX_CELLS:
+        while (width_m / cell_m) * (height_m / cell_m) > max_cells:
             cell_m *= 1.25
         self.cell_m = cell_m
         self.sx, self.sy = float(cell_m / per_lon), float(cell_m / per_lat)

@@ -15,12 +15,13 @@ something holds the point.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from geo.locate.index import LevelIndex
+from geo.locate.index import MAX_CELLS, LevelIndex
 from geo.units import levels
 
 
@@ -29,10 +30,22 @@ class Units:
     """The units of one level as arrays (index i is one unit)."""
 
     ids: np.ndarray
-    codes: list[str]
-    names: list[str]
+    codes: Sequence[str]
+    names: Sequence[str]
     versions: np.ndarray
     chain: dict[str, np.ndarray]  # parent level -> parent unit id (0 where none)
+    id_order: np.ndarray | None = None  # argsort of ids: where each id is, by binary search
+
+    def positions(self, unit_ids: np.ndarray) -> np.ndarray:
+        """The index of each unit id in this level (-1 where it is not here)."""
+        unit_ids = np.asarray(unit_ids, dtype=np.int64)
+        if len(self.ids) == 0 or len(unit_ids) == 0:
+            return np.full(len(unit_ids), -1, dtype=np.int64)
+        if self.id_order is None:
+            self.id_order = np.argsort(self.ids, kind="stable")
+        ordered = self.ids[self.id_order]
+        pos = np.clip(np.searchsorted(ordered, unit_ids), 0, len(ordered) - 1)
+        return np.where(ordered[pos] == unit_ids, self.id_order[pos], -1).astype(np.int64)
 
 
 class Locator:
@@ -40,35 +53,45 @@ class Locator:
 
     CHAIN_ORDER = ("neighbourhood", "grid", "community", "street")
 
-    def __init__(self, rows_by_level: dict[str, list[dict[str, Any]]], generation: int | None = None):
+    def __init__(self, units: dict[str, Units], indexes: dict[str, LevelIndex],
+                 parent_index: dict[tuple[str, str], np.ndarray], generation: int | None = None):
         self.generation = generation
-        self.units: dict[str, Units] = {}
-        self.indexes: dict[str, LevelIndex] = {}
+        self.units = units
+        self.indexes = indexes
+        self._ancestors = {level: levels.ancestors(level) for level in levels.LEVELS}
+        self._parent_index = parent_index  # (level, parent level) -> index of each unit's parent
+        # buildings are looked up only where a street holds the point, if there are streets at
+        # all (a patch over part of the city is told whether the city has any)
+        self.any_streets = len(units["street"].ids) > 0
+
+    @classmethod
+    def build(cls, rows_by_level: dict[str, list[dict[str, Any]]], generation: int | None = None,
+              cells_per_unit: int | None = None) -> Locator:
+        """Every level's index over these rows (unit_id, code, name, version, the parent ids, geom).
+        With `cells_per_unit`, each level's raster holds at most that many cells per unit (at
+        least 65,536): for patches, whose few units may lie all over a city."""
+        units: dict[str, Units] = {}
+        indexes: dict[str, LevelIndex] = {}
         for level in levels.LEVELS:
             rows = rows_by_level.get(level, [])
-            self.units[level] = Units(
-                ids=np.array([r["unit_id"] for r in rows], dtype=np.int64),
+            ids = np.array([r["unit_id"] for r in rows], dtype=np.int64)
+            units[level] = Units(
+                ids=ids,
                 codes=[r["code"] for r in rows],
                 names=[r["name"] for r in rows],
                 versions=np.array([r["version"] for r in rows], dtype=np.int64),
                 chain={p: np.array([r.get(f"{p}_id") or 0 for r in rows], dtype=np.int64)
                        for p in levels.ancestors(level)},
+                id_order=np.argsort(ids, kind="stable"),
             )
             geoms = np.array([r["geom"] for r in rows], dtype=object)
-            self.indexes[level] = LevelIndex.build(level, geoms, self.units[level].codes)
-        self._ancestors = {level: levels.ancestors(level) for level in levels.LEVELS}
-        # parent id -> index in the parent level, for each (level, parent level)
-        self._parent_index: dict[tuple[str, str], np.ndarray] = {}
+            budget = MAX_CELLS if cells_per_unit is None else max(65_536, cells_per_unit * len(rows))
+            indexes[level] = LevelIndex.build(level, geoms, units[level].codes, max_cells=min(budget, MAX_CELLS))
+        parent_index: dict[tuple[str, str], np.ndarray] = {}
         for level in levels.LEVELS:
             for parent in levels.ancestors(level):
-                pid = self.units[parent].ids
-                order = np.argsort(pid)
-                wanted = self.units[level].chain[parent]
-                pos = np.searchsorted(pid[order], wanted)
-                pos = np.clip(pos, 0, max(len(pid) - 1, 0))
-                found = (len(pid) > 0) & (pid[order][pos] == wanted) if len(pid) else np.zeros(len(wanted), bool)
-                idx = np.where(found, order[pos] if len(pid) else -1, -1)
-                self._parent_index[(level, parent)] = idx.astype(np.int64)
+                parent_index[(level, parent)] = units[parent].positions(units[level].chain[parent])
+        return cls(units, indexes, parent_index, generation)
 
     def size(self) -> dict[str, int]:
         return {level: len(u.ids) for level, u in self.units.items()}
@@ -102,7 +125,7 @@ class Locator:
             if near and within[hit] != out["community"]:
                 hit = compounds.find_one(x, y, within, out["community"])[0]
             out["compound"] = hit
-        if out["street"] >= 0 or not len(self.units["street"].ids):
+        if out["street"] >= 0 or not self.any_streets:
             out["building"] = self.indexes["building"].lookup_one(x, y)
         return out
 
@@ -152,7 +175,7 @@ class Locator:
                                                 out["community"][need[wrong]])[0]
             out["compound"][need] = hit
         # buildings: looked up everywhere something holds the point
-        some = np.flatnonzero(out["street"] >= 0) if len(self.units["street"].ids) else np.arange(m)
+        some = np.flatnonzero(out["street"] >= 0) if self.any_streets else np.arange(m)
         if len(some):
             out["building"][some] = self.indexes["building"].lookup(x[some], y[some])
         return out

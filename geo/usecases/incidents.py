@@ -27,25 +27,27 @@ from geo.db.rows import transaction_time
 from geo.errors import Conflict, GridmapError
 from geo.incidents import dispatch, importing, lifecycle
 from geo.incidents import sample as generated
+from geo.locate.layered import Layered
 from geo.locate.locator import Locator
 from geo.security.identity import Identity, as_identity
 from geo.units.levels import LEVELS
 from geo.units.model import Progress, no_progress
 from geo.usecases import locators
 
-LocatorFor = Callable[[datetime], Locator]
+LocatorFor = Callable[[datetime, float, float], "Locator | Layered"]
 
 
 def locator_on(conn: psycopg.Connection) -> LocatorFor:
     """For a report stored on `conn`: the boundaries valid when it was made (the current index
-    unless they changed since), looked up on that same connection, so an intake never holds
-    one pooled connection while it waits for another."""
+    unless they changed since; else the units near the point as they stood then), looked up
+    on that same connection, so an intake never holds one pooled connection while it waits
+    for another."""
 
-    def pick(when: datetime) -> Locator:
+    def pick(when: datetime, lon: float, lat: float) -> Locator | Layered:
         changed = db.latest_change_at(conn)
         if changed is None or changed <= when:
             return locators.current(conn)
-        return locators.as_of(when, conn)
+        return locators.around(when, np.array([lon]), np.array([lat]), conn=conn)
 
     return pick
 
@@ -74,7 +76,7 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     category = db.category(conn, report.category)
     reported_at = lifecycle.check_report(report, now)
     lon, lat, source = points.point_to_wgs84(report.lon, report.lat, report.crs, settings.get().bounds)
-    locator = locator_for(reported_at)
+    locator = locator_for(reported_at, lon, lat)
     found = locator.locate_one(lon, lat)
     chain = {lv: (int(locator.units[lv].ids[i]) if i >= 0 else None) for lv, i in found.items()}
     unassigned = chain["street"] is None and chain["community"] is None and chain["grid"] is None
@@ -223,19 +225,9 @@ def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path
     errors_path = Path(errors_path) if errors_path else path.with_name(path.stem + ".errors.csv")
     created = existing = 0
     problems: list[tuple[int, str, str]] = []
-    states: dict[int, Locator] = {}
     zone = settings.get().tz
     with connect(url) as conn:
-        changes = db.change_times(conn)
-        conn.commit()
-
-        def locator_for(when: datetime) -> Locator:
-            key = max((cid for cid, at in changes if at <= when), default=0)
-            if key not in states:
-                if len(states) >= 2:
-                    states.pop(next(iter(states)))
-                states[key] = units.locator(conn, as_of=when)
-            return states[key]
+        locator_for = locator_on(conn)
 
         for n, row in enumerate(rows, start=1):
             try:

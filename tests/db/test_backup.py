@@ -97,7 +97,15 @@ def test_round_trip_gives_back_every_row(busy_url, databases, start_server, tmp_
 
     source, copy = fingerprint(busy_url), fingerprint(restored_url)
     assert set(source) == set(copy)
+    # every row comes back but the boundary history's: a restored database starts a history of
+    # its own, past the backup's generation, so no point-index snapshot of the source is taken for it
+    source.pop("public.boundary_generation")
+    copy.pop("public.boundary_generation")
     assert {t for t in source if source[t] != copy[t]} == set()
+    with psycopg.connect(busy_url) as a, psycopg.connect(restored_url) as b:
+        was = a.execute("SELECT epoch, generation FROM boundary_generation").fetchone()
+        now = b.execute("SELECT epoch, generation, complete_from FROM boundary_generation").fetchone()
+    assert now[0] != was[0] and now[1] > was[1] and now[2] == now[1]
     for table in ("public.unit_version", "public.unit_lineage", "public.incident", "public.incident_event",
                   "public.plan", "public.plan_unit", "public.schema_migration", "public.change_set"):
         assert source[table][0] > 0, table  # the comparison covered rows, not empty tables
