@@ -16,8 +16,6 @@ from maps import page
 TILE_THRESHOLD = 2000
 # labels show for one level at a time: the finest visible level whose label zoom is reached
 LABEL_ZOOM = {"street": 11, "community": 14, "grid": 16, "compound": 17, "neighbourhood": 18, "building": 18}
-# tile levels are drawn from this zoom on (below it they would be a grey smear)
-TILE_MIN_ZOOM = {"neighbourhood": 14, "building": 15}
 SHOWN = ("street", "community", "grid")
 
 
@@ -29,9 +27,11 @@ def level_mode(count: int, tiles_available: bool, threshold: int = TILE_THRESHOL
 
 
 def layer_configs(counts: Mapping[str, int], wanted: tuple[str, ...], tile_url: str | None, threshold: int,
-                  shown: tuple[str, ...]) -> list[dict[str, Any]]:
+                  shown: tuple[str, ...], states: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Per level holding units: how it is drawn, its count, band and label zoom. `tile_url` is
-    the vector tiles' URL template (None when the app serves no tiles)."""
+    the vector tiles' URL template (None when the app serves no tiles); `states` each level's
+    state, which tile URLs carry (`?v=`) so browsers and caches keep them as immutable. Tile
+    levels are drawn from their first zoom on (geo/units/levels.py MIN_ZOOM)."""
     configs = []
     for level in wanted:
         count = counts.get(level, 0)
@@ -43,9 +43,16 @@ def layer_configs(counts: Mapping[str, int], wanted: tuple[str, ...], tile_url: 
             "level": level, "zh": levels.LABEL_ZH[level], "en": levels.BY_NAME[level].plural, "count": count,
             "mode": mode, "band": list(band) if band else None,
             "labelZoom": LABEL_ZOOM[level], "show": level in shown and mode != "none",
-            "minZoom": TILE_MIN_ZOOM.get(level, 0) if mode == "tiles" else 0, "tiles": tile_url,
+            "minZoom": levels.MIN_ZOOM[level] if mode == "tiles" else 0,
+            "tiles": _versioned(tile_url, (states or {}).get(level)) if mode == "tiles" else tile_url,
         })
     return configs
+
+
+def _versioned(url: str | None, state: str | None) -> str | None:
+    if url is None or state is None:
+        return url
+    return url + ("&" if "?" in url else "?") + "v=" + state
 
 
 def embedded(configs: list[dict[str, Any]]) -> list[str]:

@@ -25,7 +25,7 @@ from api.errors import answer, page_answer, status_of
 from api.security import require
 from geo.coords.points import parse_bbox
 from geo.db import maps as map_data
-from geo.db import units
+from geo.db import tiles, units
 from geo.db.incidents import categories
 from geo.errors import InvalidInput, NotFound
 from geo.units import levels
@@ -64,7 +64,9 @@ def _tile_url(request: Request) -> str | None:
 
 def _layers(request: Request, conn: Conn, wanted: tuple[str, ...], threshold: int,
             shown: tuple[str, ...]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    configs = overview.layer_configs(units.count_units(conn), wanted, _tile_url(request), threshold, shown)
+    counts = units.count_units(conn)
+    states = {level: tiles.level_state(conn, level) for level in wanted if counts.get(level, 0) > threshold}
+    configs = overview.layer_configs(counts, wanted, _tile_url(request), threshold, shown, states)
     return configs, {level: map_data.layer_geojson(conn, level) for level in overview.embedded(configs)}
 
 

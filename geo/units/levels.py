@@ -31,18 +31,19 @@ class Level:
     tiles: str | None = None  # the parent it must cover without gaps
     merge_within: str | None = None  # merging joins siblings under this parent
     merge_floor: int | None = None  # merging takes units below this many households by default
+    min_zoom: int = 0  # vector tiles of the level start at this zoom (below: too many to read)
 
 
 TABLE: tuple[Level, ...] = (
     Level("street", "街道", "streets", "Streets", (), "street_id"),
     Level("community", "社区", "communities", "Communities", ("street",), "community_id", (1500, 5000),
-          tiles="street", merge_within="street", merge_floor=1000),
+          tiles="street", merge_within="street", merge_floor=1000, min_zoom=10),
     Level("grid", "网格", "grids", "Grids", ("community",), "grid_id", (300, 500),
-          tiles="community", merge_within="community", merge_floor=200),
-    Level("compound", "小区", "compounds", "Residential compounds", ("community",), "compound_id"),
+          tiles="community", merge_within="community", merge_floor=200, min_zoom=13),
+    Level("compound", "小区", "compounds", "Residential compounds", ("community",), "compound_id", min_zoom=14),
     Level("neighbourhood", "小邻里", "small neighbourhoods", "Small neighbourhoods", ("grid", "compound"),
-          "neighbourhood_id", (10, 80), merge_within="compound", merge_floor=10),
-    Level("building", "楼栋", "buildings", "Buildings", ("compound", "grid"), None),
+          "neighbourhood_id", (10, 80), merge_within="compound", merge_floor=10, min_zoom=14),
+    Level("building", "楼栋", "buildings", "Buildings", ("compound", "grid"), None, min_zoom=15),
 )
 BY_NAME: dict[str, Level] = {lv.name: lv for lv in TABLE}
 
@@ -54,6 +55,9 @@ PARENTS: dict[str, tuple[str, ...]] = {lv.name: lv.parents for lv in TABLE}
 PARENT_COLUMNS: dict[str, str] = {lv.name: lv.column for lv in TABLE if lv.column}
 # Every parent column, outermost first: a unit's chain of parents.
 CHAIN_COLUMNS: tuple[str, ...] = tuple(PARENT_COLUMNS.values())
+# The zoom from which each level's vector tiles hold its units (a grid tile at z10 held 32,000
+# grids, 3.3 MB: nobody reads that; communities and streets stand for them there).
+MIN_ZOOM: dict[str, int] = {lv.name: lv.min_zoom for lv in TABLE}
 HOUSEHOLD_BANDS: dict[str, tuple[int, int]] = {lv.name: lv.band for lv in TABLE if lv.band}
 # Incident statistics are kept per unit of every level that holds others.
 STATS_LEVELS: tuple[str, ...] = tuple(PARENT_COLUMNS)

@@ -203,9 +203,9 @@ def test_gcj02_tile_is_moved_by_the_datum_offset(client, conn):
 
 
 def test_units_smaller_than_a_pixel_are_left_out_at_low_zoom(client, conn):
-    z = 11
+    z = 11  # below buildings' first zoom, where the API answers 204: the tile query itself
     x, y = tiles.tile_at(*CENTRE, z)
-    _, features = decode(conn, get_tile(client, "building", z, x, y).content, z, x, y)
+    _, features = decode(conn, tile_queries.render(conn, "building", z, x, y), z, x, y)
     minx, _, maxx, _ = envelope(conn, z, x, y)
     mercator_unit = (maxx - minx) / tiles.EXTENT
     size = dict(conn.execute(
@@ -329,3 +329,35 @@ def test_tile_maths_agrees_with_postgis_and_the_gcj02_box_holds_the_tile(conn):
         wx, wy = datums.gcj02_to_wgs84(gx.ravel(), gy.ravel())
         bx0, by0, bx1, by1 = tiles.gcj02_source_box(z, x, y)
         assert (wx >= bx0).all() and (wx <= bx1).all() and (wy >= by0).all() and (wy <= by1).all()
+
+
+@pytest.mark.parametrize("level", levels.LEVELS)
+def test_a_level_below_its_first_zoom_is_an_empty_tile_that_never_changes(client, level):
+    first = levels.MIN_ZOOM[level]
+    if first == 0:
+        return
+    x, y = tiles.tile_at(*CENTRE, first - 1)
+    below = get_tile(client, level, first - 1, x, y)
+    assert below.status_code == 204 and below.content == b""
+    assert below.headers["gridmap-min-zoom"] == str(first)
+    assert "immutable" in below.headers["cache-control"]
+    x, y = tiles.tile_at(*CENTRE, first)
+    assert get_tile(client, level, first, x, y).status_code in (200, 204)
+
+
+def test_a_tile_url_carrying_the_levels_state_is_immutable_and_served_from_memory(client, conn):
+    x, y = tiles.tile_at(*CENTRE, 15)
+    state = tile_queries.level_state(conn, "grid")
+    conn.commit()
+    named = get_tile(client, "grid", 15, x, y, v=state)
+    assert named.status_code == 200
+    assert named.headers["cache-control"] == "public, max-age=31536000, immutable"
+    again = get_tile(client, "grid", 15, x, y, v=state)
+    assert again.content == named.content  # the same bytes: kept, not made again
+    stale = get_tile(client, "grid", 15, x, y, v="0.0")  # a page from before a commit
+    assert stale.headers["cache-control"] == "public, no-cache"
+    grid = client.get("/units", params={"level": "grid", "limit": 1}).json()["features"][0]
+    assert client.put(f"/units/{grid['id']}", json={"version": 1, "name": "又一个名字"}).status_code == 200
+    after = get_tile(client, "grid", 15, x, y, v=state)  # the old URL: now current content, not immutable
+    assert after.headers["cache-control"] == "public, no-cache"
+    assert tile_queries.level_state(conn, "grid") != state

@@ -265,7 +265,8 @@
     }
 
     function tileUrl() {
-      return cfg.tiles.replace('{level}', level) + (gm.datum === 'gcj02' ? '?datum=gcj02' : '');
+      var url = cfg.tiles.replace('{level}', level);
+      return url + (gm.datum === 'gcj02' ? (url.indexOf('?') < 0 ? '?' : '&') + 'datum=gcj02' : '');
     }
 
     if (cfg.mode === 'tiles') {

