@@ -32,7 +32,7 @@ from starlette.routing import Route
 from api import errors, limits, openapi, security
 from api.routes import admin, health, incidents, locate, login, maps, ogc, open311, plans, tiles, units, workers
 from geo import settings as config
-from geo.db import pool
+from geo.db import pool, replica
 from geo.db.connection import database_url
 
 
@@ -46,6 +46,7 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
         pool.open_pool(database_url(settings), settings.db_wait)
         security.announce()
         yield
+        replica.close()
         pool.close_pool()
 
     app = FastAPI(

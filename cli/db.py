@@ -1,4 +1,5 @@
-"""gridmap db start|stop|status|url (the embedded cluster), migrate, backup and restore."""
+"""gridmap db start|stop|status|url (the embedded cluster), db replica start|stop|status|url|promote
+(a streaming replica of it), migrate, backup and restore."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import typer
 from cli.common import config, console, errors, progress
 
 app = typer.Typer(help="Manage the embedded PostGIS cluster under .gridmap/pg.", no_args_is_help=True)
+replica_app = typer.Typer(help="A streaming replica of the embedded cluster, under .gridmap/replica.",
+                          no_args_is_help=True)
+app.add_typer(replica_app, name="replica")
 
 
 @app.command("start")
@@ -52,6 +56,68 @@ def db_url() -> None:
 
     with errors():
         print(database_url())
+
+
+@replica_app.command("start")
+def replica_start() -> None:
+    """Make the replica the first time (pg_basebackup -R from the running embedded cluster), then
+    start it. Point the app's reads that may lag at it with GRIDMAP_REPLICA_URL (`replica url`)."""
+    from geo.db.embedded import default_cluster, replica_cluster
+
+    with errors():
+        primary = default_cluster(config())
+        primary.start()
+        replica = replica_cluster(config())
+        if not replica.initialised():
+            console.print(f"copying the cluster on port {primary.port} (pg_basebackup)…")
+        replica.clone_from(primary)
+        replica.start()
+        console.print(f"replica {replica.status()}")
+        console.print(f"reads that may lag go to it with: export GRIDMAP_REPLICA_URL={replica.url()}")
+
+
+@replica_app.command("stop")
+def replica_stop() -> None:
+    """Stop the replica (the app's reads go to the primary meanwhile)."""
+    from geo.db.embedded import replica_cluster
+
+    with errors():
+        replica = replica_cluster(config())
+        replica.stop()
+        console.print(f"replica {replica.status()}")
+
+
+@replica_app.command("status")
+def replica_status() -> None:
+    """Say whether the replica runs (exit 1 when it does not)."""
+    from geo.db.embedded import replica_cluster
+
+    with errors():
+        replica = replica_cluster(config())
+        print(replica.status())
+        if not replica.running():
+            raise typer.Exit(1)
+
+
+@replica_app.command("url")
+def replica_url() -> None:
+    """Print the replica's URL (for GRIDMAP_REPLICA_URL)."""
+    from geo.db.embedded import replica_cluster
+
+    with errors():
+        print(replica_cluster(config()).url())
+
+
+@replica_app.command("promote")
+def replica_promote() -> None:
+    """Failover: make the replica a primary that takes writes. Then point DATABASE_URL at it,
+    unset GRIDMAP_REPLICA_URL and restart the app (docs/operations.md, Replicas)."""
+    from geo.db.embedded import replica_cluster
+
+    with errors():
+        replica = replica_cluster(config())
+        replica.promote()
+        console.print(f"promoted: {replica.url()} takes writes now")
 
 
 def migrate() -> None:

@@ -14,6 +14,8 @@
     GRIDMAP_MAX_BODY_MB          the largest request body the API reads (8)
     GRIDMAP_DB_WAIT              the longest a request waits for a pooled connection, seconds (3)
     GRIDMAP_INDEX_DIR            where point-index snapshots are kept (default: GRIDMAP_HOME/index)
+    GRIDMAP_REPLICA_URL          a streaming replica for reads that may lag (tiles, OGC, statistics, index loads)
+    GRIDMAP_REPLICA_PORT         the embedded replica's port when it is first made (the primary's + 1)
 
 Every yes/no setting takes one rule: 1, true, on, yes (or 0, false, off, no), any case.
 
@@ -80,6 +82,8 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(8.0, gt=0)
     db_wait: float = Field(3.0, gt=0)
     index_dir: Path | None = None
+    replica_url: str | None = None
+    replica_port: int | None = Field(None, ge=1, le=65535)
 
 
 _HINTS = {

@@ -26,11 +26,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from api.deps import Conn, time_of
+from api.deps import time_of
 from api.errors import InvalidParameterValue
 from api.security import require
 from geo.coords.points import BBox, parse_bbox
-from geo.db import features
+from geo.db import features, replica
 from geo.db.features import INCIDENTS
 from geo.errors import InvalidInput, NotFound
 from geo.units import levels
@@ -228,9 +228,9 @@ def conformance(request: Request, f: Format = None) -> Response:
 
 @router.get("/collections", summary="The collections: one per unit level, and incidents", response_class=Response,
             responses={200: {"content": {JSON: {}}}})
-def collections(request: Request, conn: Conn, f: Format = None) -> Response:
+def collections(request: Request, f: Format = None) -> Response:
     _check_query(request, set(), f)
-    extents = features.extents(conn, features.COLLECTIONS)
+    extents = replica.read(lambda conn: features.extents(conn, features.COLLECTIONS))
     return _json({
         "links": [_link(f"{_root(request)}/ogc/collections", "self", JSON, "the collections")],
         "collections": [_collection(request, cid, extents[cid]) for cid in features.COLLECTIONS],
@@ -239,11 +239,11 @@ def collections(request: Request, conn: Conn, f: Format = None) -> Response:
 
 @router.get("/collections/{collectionId}", summary="One collection: its extent and links",
             response_class=Response, responses={200: {"content": {JSON: {}}}})
-def collection(request: Request, conn: Conn, collection_id: Annotated[str, Path(alias="collectionId")],
+def collection(request: Request, collection_id: Annotated[str, Path(alias="collectionId")],
                f: Format = None) -> Response:
     cid = _collection_id(collection_id)
     _check_query(request, set(), f)
-    extent = features.extents(conn, (cid,))[cid]
+    extent = replica.read(lambda conn: features.extents(conn, (cid,)))[cid]
     return _json(_collection(request, cid, extent))
 
 
@@ -251,7 +251,6 @@ def collection(request: Request, conn: Conn, collection_id: Annotated[str, Path(
             response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
 def items(
     request: Request,
-    conn: Conn,
     collection_id: Annotated[str, Path(alias="collectionId")],
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (CRS84: WGS84 lon/lat)")] = None,
     when: Annotated[str | None, Query(alias="datetime", description=(
@@ -271,7 +270,7 @@ def items(
         sel.start, sel.end = _report_window(when)
     else:
         sel.as_of = _as_of(cid, when)
-    page = features.page(conn, cid, sel)
+    page = replica.read(lambda conn: features.page(conn, cid, sel))  # a read that may lag
     # A walk through a unit collection reads one state of the map: pages after the first are
     # read as of the first one's time, so an edit made meanwhile neither drops nor repeats a unit.
     if when is None and cid != INCIDENTS:
@@ -310,7 +309,6 @@ def items(
             response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
 def item(
     request: Request,
-    conn: Conn,
     collection_id: Annotated[str, Path(alias="collectionId")],
     feature_id: Annotated[str, Path(alias="featureId")],
     when: Annotated[str | None, Query(alias="datetime", description="units: the version valid at this instant")] = None,
@@ -322,7 +320,7 @@ def item(
     fid = int(feature_id) if feature_id.isascii() and feature_id.isdigit() and len(feature_id) < 19 else None
     if fid is None:
         raise NotFound(f"no feature {feature_id!r} in collection {cid!r}: feature ids are whole numbers")
-    body = orjson.loads(features.feature(conn, cid, fid, as_of))
+    body = orjson.loads(replica.read(lambda conn: features.feature(conn, cid, fid, as_of)))
     base = f"{_root(request)}/ogc/collections/{cid}"
     body["links"] = [
         _link(str(request.url), "self", GEOJSON, "this feature"),

@@ -9,12 +9,13 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import psycopg
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 
-from api.deps import AsOf, Conn
+from api.deps import AsOf
 from api.security import require
-from geo.db import tiles
+from geo.db import replica, tiles
 from geo.tiles import maths
 from geo.units import levels
 
@@ -47,7 +48,6 @@ def tile(
     z: Annotated[str, Path(description=f"zoom, 0-{maths.MAX_ZOOM}")],
     x: Annotated[str, Path(description="column from the west, 0 to 2^z - 1")],
     y: Annotated[str, Path(description="row from the north, 0 to 2^z - 1")],
-    conn: Conn,
     when: AsOf,
     datum: Annotated[str | None, Query(description="wgs84, or gcj02 to overlay Amap/Gaode base tiles")] = "wgs84",
     v: Annotated[str | None, Query(description="the level's state the page was made with (from /maps): "
@@ -72,6 +72,12 @@ def tile(
     if zi < levels.MIN_ZOOM[lv]:  # too many units to read on one tile: coarser levels stand for them
         return Response(status_code=204, headers={"Cache-Control": IMMUTABLE, "Gridmap-Min-Zoom":
                                                   str(levels.MIN_ZOOM[lv])})
+    # a read that may lag: on a streaming replica when there is one (geo/db/replica.py)
+    return replica.read(lambda conn: _tile(conn, lv, zi, xi, yi, when, which, v, if_none_match, accept_encoding))
+
+
+def _tile(conn: psycopg.Connection, lv: str, zi: int, xi: int, yi: int, when: datetime | None, which: str,
+          v: str | None, if_none_match: str | None, accept_encoding: str | None) -> Response:
     past = when is not None and when < datetime.now(UTC) - SETTLED
     state = tiles.level_state(conn, lv)
     headers = {"Cache-Control": PAST_CACHE if past else CURRENT_CACHE, "Vary": "Accept-Encoding"}

@@ -214,7 +214,34 @@ class Cluster:
             str(self.bin / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
             "-o", options, "-w", "-t", "60",
         ])
-        self._ensure_database()
+        if not self.standby:  # a standby is read-only: it has what its primary has
+            self._ensure_database()
+
+    # -- a streaming replica of another cluster (PostgreSQL's own replication) ------------
+    @property
+    def standby(self) -> bool:
+        """Whether this cluster replays another's WAL (pg_basebackup -R left standby.signal)."""
+        return (self.data / "standby.signal").exists()
+
+    def clone_from(self, primary: Cluster) -> None:
+        """Make this cluster a streaming replica of `primary` (running): a base backup taken with
+        `pg_basebackup -R`, which writes primary_conninfo and standby.signal. Once only."""
+        self._prepare_root()
+        if self.initialised():
+            return
+        port = self.port
+        if not _port_free(port):
+            raise SetupError(f"port {port} on 127.0.0.1 is taken by another program; set GRIDMAP_REPLICA_PORT "
+                             "to a free port and run `gridmap db replica start` again")
+        self._run([str(self.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER,
+                   "-D", str(self.data), "-R", "-X", "stream", "-c", "fast"])
+        self._write_owned(self.port_file, f"{port}\n")
+
+    def promote(self) -> None:
+        """Turn a standby into a primary that takes writes (failover: see docs/operations.md)."""
+        if not self.standby:
+            raise SetupError(f"the cluster in {self.data} is not a standby: nothing to promote")
+        self._run([str(self.bin / "pg_ctl"), "promote", "-D", str(self.data), "-w", "-t", "60"])
 
     def stop(self) -> None:
         if not self.running():
@@ -245,7 +272,8 @@ class Cluster:
         if not self.initialised():
             return f"not initialised ({self.root})"
         if self.running():
-            return f"running on 127.0.0.1:{self.port} ({self.data})"
+            role = ", streaming replica" if self.standby else ""
+            return f"running on 127.0.0.1:{self.port}{role} ({self.data})"
         return f"stopped ({self.data})"
 
 
@@ -262,3 +290,12 @@ def default_cluster(settings: config.Settings | None = None) -> Cluster:
     """The cluster the settings name (GRIDMAP_HOME, GRIDMAP_PG_PORT, GRIDMAP_PG_BIN)."""
     settings = settings or config.get()
     return Cluster(settings.home or project_root() / ".gridmap", settings.pg_port, settings.pg_bin)
+
+
+def replica_cluster(settings: config.Settings | None = None) -> Cluster:
+    """The embedded cluster's streaming replica, beside it (GRIDMAP_HOME/replica, on
+    GRIDMAP_REPLICA_PORT: by default the primary's port + 1)."""
+    settings = settings or config.get()
+    primary = default_cluster(settings)
+    home = (settings.home or project_root() / ".gridmap") / "replica"
+    return Cluster(home, settings.replica_port or primary.port + 1, settings.pg_bin)

@@ -42,7 +42,7 @@ import numpy as np
 import psycopg
 
 from geo import settings
-from geo.db import generation, index_feed, pool, units
+from geo.db import generation, index_feed, pool, replica, units
 from geo.db.connection import database_url
 from geo.db.embedded import project_root
 from geo.locate import snapshot
@@ -178,7 +178,7 @@ def _advance(generation_now: int, conn: psycopg.Connection | None = None) -> Lay
             if state is not None:
                 return state
             state = _current
-            with _connection(conn) as c:
+            with _connection(conn, generation_now) as c:
                 with index_feed.snapshot_read(c):
                     history = index_feed.history(c)
                     if _key is None or (history.key, _url()) != _key:
@@ -199,11 +199,13 @@ def _advance(generation_now: int, conn: psycopg.Connection | None = None) -> Lay
 
 
 @contextmanager
-def _connection(conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
+def _connection(conn: psycopg.Connection | None, at_least: int | None = None) -> Iterator[psycopg.Connection]:
+    """`conn`, else one for reads: a streaming replica's once it has replayed generation
+    `at_least` (geo/db/replica.py), else the primary's."""
     if conn is not None:
         yield conn
         return
-    with pool.pool().connection() as own:
+    with replica.reading(at_least) as own:
         yield own
 
 
