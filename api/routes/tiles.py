@@ -12,10 +12,12 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import AsOf
 from api.security import require
-from geo.db import replica, tiles
+from geo import settings
+from geo.db import generation, replica, tiles
 from geo.tiles import maths
 from geo.units import levels
 
@@ -43,7 +45,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
         422: {"description": "unknown level, z/x/y out of range, bad as_of or datum"},
     },
 )
-def tile(
+async def tile(
     level: Annotated[str, Path(description=", ".join(levels.LEVELS))],
     z: Annotated[str, Path(description=f"zoom, 0-{maths.MAX_ZOOM}")],
     x: Annotated[str, Path(description="column from the west, 0 to 2^z - 1")],
@@ -72,37 +74,65 @@ def tile(
     if zi < levels.MIN_ZOOM[lv]:  # too many units to read on one tile: coarser levels stand for them
         return Response(status_code=204, headers={"Cache-Control": IMMUTABLE, "Gridmap-Min-Zoom":
                                                   str(levels.MIN_ZOOM[lv])})
+    if when is None:  # a tile made since the last commit: no database but the shared generation check
+        kept = _kept(lv, zi, xi, yi, which, await generation.gate().latest())
+        if kept is not None:
+            state, body = kept
+            return _answer(lv, state, when, which, v, if_none_match, accept_encoding, body)
     # a read that may lag: on a streaming replica when there is one (geo/db/replica.py)
-    return replica.read(lambda conn: _tile(conn, lv, zi, xi, yi, when, which, v, if_none_match, accept_encoding))
+    return await run_in_threadpool(replica.read, lambda conn: _tile(conn, lv, zi, xi, yi, when, which, v,
+                                                                        if_none_match, accept_encoding))
 
 
-def _tile(conn: psycopg.Connection, lv: str, zi: int, xi: int, yi: int, when: datetime | None, which: str,
-          v: str | None, if_none_match: str | None, accept_encoding: str | None) -> Response:
+def _source() -> str:
+    return settings.get().database_url or ""
+
+
+def _kept(lv: str, z: int, x: int, y: int, datum: str, latest: int) -> tuple[str, tuple[bytes, bytes | None]] | None:
+    """The tile this process made, if the level's state it was made in is the latest generation's."""
+    known = _states.get((_source(), lv))
+    if known is None or known[0] != latest:
+        return None
+    body = _cache.get((_source(), lv, z, x, y, datum, known[1]))
+    return None if body is None else (known[1], body)
+
+
+def _answer(lv: str, state: str, when: datetime | None, which: str, v: str | None, if_none_match: str | None,
+            accept_encoding: str | None, body: tuple[bytes, bytes | None]) -> Response:
     past = when is not None and when < datetime.now(UTC) - SETTLED
-    state = tiles.level_state(conn, lv)
     headers = {"Cache-Control": PAST_CACHE if past else CURRENT_CACHE, "Vary": "Accept-Encoding"}
     if when is None and v is not None and v == state:  # the URL names the boundaries: it never changes
         headers["Cache-Control"] = IMMUTABLE
     headers["ETag"] = maths.etag(lv, state, as_of=when, datum=which)
     if matches(if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    gzipped = _accepts_gzip(accept_encoding)
-    key = (conn.info.host, conn.info.port, conn.info.dbname, lv, zi, xi, yi, which, state) if when is None else None
-    cached = _cache.get(key) if key else None
-    if cached is None:
-        raw = tiles.render(conn, lv, zi, xi, yi, as_of=when, datum=which)
-        # a 1.3 MB tile: 0.45 MB in 12 ms
-        packed = gzip.compress(raw, compresslevel=1, mtime=0) if len(raw) >= GZIP_FROM else None
-        cached = (raw, packed)
-        if key:
-            _cache.put(key, cached)
-    raw, packed = cached
+    raw, packed = body
     if not raw:
         return Response(status_code=204, headers=headers)
-    if packed is not None and gzipped:
+    if packed is not None and _accepts_gzip(accept_encoding):
         headers["Content-Encoding"] = "gzip"
         return Response(packed, media_type=maths.MEDIA_TYPE, headers=headers)
     return Response(raw, media_type=maths.MEDIA_TYPE, headers=headers)
+
+
+def _tile(conn: psycopg.Connection, lv: str, zi: int, xi: int, yi: int, when: datetime | None, which: str,
+          v: str | None, if_none_match: str | None, accept_encoding: str | None) -> Response:
+    seen = generation.current(conn)  # read before the state: a state is never labelled newer than it is
+    state = tiles.level_state(conn, lv)
+    key = (_source(), lv, zi, xi, yi, which, state) if when is None else None
+    body = _cache.get(key) if key else None
+    if body is None:
+        etag = maths.etag(lv, state, as_of=when, datum=which)
+        if matches(if_none_match, etag):  # the client has it: no need to make it
+            return _answer(lv, state, when, which, v, if_none_match, accept_encoding, (b"", None))
+        raw = tiles.render(conn, lv, zi, xi, yi, as_of=when, datum=which)
+        # a 1.3 MB tile: 0.45 MB in 12 ms
+        body = (raw, gzip.compress(raw, compresslevel=1, mtime=0) if len(raw) >= GZIP_FROM else None)
+        if key:
+            _cache.put(key, body)
+    if when is None:
+        _states[(_source(), lv)] = (seen, state)
+    return _answer(lv, state, when, which, v, if_none_match, accept_encoding, body)
 
 
 class _Tiles:
@@ -137,6 +167,7 @@ class _Tiles:
 
 
 _cache = _Tiles(64 * 1024 * 1024)
+_states: dict[tuple[str, str], tuple[int, str]] = {}  # (database, level) -> (generation, the level's state then)
 
 
 def matches(if_none_match: str | None, tag: str) -> bool:

@@ -86,6 +86,19 @@ class Gate:
                 waiting.set_exception(exc)
 
 
+_gate: Gate | None = None
+
+
+def gate() -> Gate:
+    """This process's gate (one connection, shared by /locate and the tiles)."""
+    global _gate
+    if _gate is None:
+        from geo.db.connection import database_url
+
+        _gate = Gate(database_url)
+    return _gate
+
+
 class Cache(Generic[T]):
     """Values kept per process until the boundary generation moves (one per key).
 

@@ -61,7 +61,6 @@ PAST_BUILDS_AT_ONCE = 2  # lookups in the past building their small index at the
 _lock = threading.Lock()
 _current: Layered | None = None
 _key: tuple[str, str] | None = None
-_gate: generation.Gate | None = None
 _rebasing: threading.Thread | None = None
 _past = threading.BoundedSemaphore(PAST_BUILDS_AT_ONCE)
 stats = {"snapshot_loads": 0, "snapshot_builds": 0, "layers_added": 0, "relabels": 0, "compactions": 0}
@@ -256,10 +255,7 @@ def _fresh(generation_now: int) -> Layered | None:
 async def current_async() -> Layered:
     """`current()` for async handlers: the generation check does not block the event loop, and
     many requests share one check (generation.Gate)."""
-    global _gate
-    if _gate is None:
-        _gate = generation.Gate(database_url)
-    latest = await _gate.latest()
+    latest = await generation.gate().latest()
     state = _fresh(latest)
     if state is None:
         state = await anyio.to_thread.run_sync(_advance, latest)

@@ -140,6 +140,7 @@ def test_promoting_the_replica_is_a_failover_that_takes_writes(pair):
             grid = client.get("/locate", params={"lon": CENTRE[0], "lat": CENTRE[1]}).json()["grid"]
             edit = client.put(f"/units/{grid['id']}", json={"version": grid["version"], "name": "故障切换后"})
             assert edit.status_code == 200, edit.text
-            assert client.get("/locate", params={"lon": CENTRE[0], "lat": CENTRE[1]}).json()["grid"]["name"] == "故障切换后"
+            found = client.get("/locate", params={"lon": CENTRE[0], "lat": CENTRE[1]}).json()
+            assert found["grid"]["name"] == "故障切换后"
     finally:
         stop_server(proc)
