@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .PHONY: serve test lint test-unit test-db test-api test-browser test-faults fuzz-redraw screenshots install postgis chromium db \
-	sample bench bench-locate bench-split bench-tiles bench-mixed clean
+	sample bench bench-locate bench-split bench-tiles bench-mixed bench-index clean
 
 # the test suite's parts, fastest first: unit needs no PostGIS and runs in seconds
 TEST_PARTS := tests/unit tests/db tests/api tests/browser tests/faults
@@ -103,6 +103,12 @@ bench: db
 bench-locate: db
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk: sudo apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_locate.py
+
+# the point index following commits on the same city: per-commit update against a full build, lookups
+# under a commit every 30 s, worker memory over 50 commits (~8 min once the city is loaded)
+bench-index: db
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk: sudo apt-get install wrk"; exit 1; }
+	$(BIN)/python bench/bench_index.py
 
 # vector tiles on the same city (reuses bench-locate's database, or generates and loads it: ~10 min)
 bench-tiles: db
