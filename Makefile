@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test lint test-unit test-db test-api test-browser test-faults fuzz-redraw screenshots install postgis chromium db \
+.PHONY: serve test lint test-unit test-db test-api test-browser test-faults fuzz-redraw screenshots install postgis chromium nginx db \
 	sample bench bench-locate bench-split bench-tiles bench-mixed bench-index clean
 
 # the test suite's parts, fastest first: unit needs no PostGIS and runs in seconds
@@ -52,6 +52,19 @@ chromium:
 		exit 1; \
 	fi
 
+# nginx (Debian's) for the scaled layout's test: several app instances behind it, tiles cached
+# (tests/api/test_scaled_layout.py runs it in a folder of its own, not as a service)
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing nginx with apt"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; \
+	else \
+		echo "nginx is missing (the scaled layout's test needs it). Install it with:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y nginx"; \
+		exit 1; \
+	fi
+
 db: install postgis
 	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/gridmap db start; fi
 
@@ -59,7 +72,7 @@ serve: db
 	$(BIN)/gridmap init
 	$(BIN)/gridmap serve --host $(HOST) --port $(PORT)
 
-test: db chromium lint
+test: db chromium nginx lint
 	$(BIN)/pytest -q $(TEST_PARTS)
 
 # the rules of docs/architecture.md: layers and cycles (import-linter), style and complexity (ruff), types (mypy)
@@ -74,7 +87,7 @@ test-unit: install
 test-db: db
 	$(BIN)/pytest -q tests/db
 
-test-api: db
+test-api: db nginx
 	$(BIN)/pytest -q tests/api
 
 test-browser: db chromium

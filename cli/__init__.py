@@ -1,6 +1,7 @@
 """The `gridmap` command, one module per group of commands:
 
-    cli/db.py         db start|stop|status|url, migrate, backup, restore
+    cli/db.py         db start|stop|status|url, db replica ..., migrate, backup, restore
+    cli/deploy.py     nginx-config (nginx in front of several app instances)
     cli/index.py      index build|status (the point index's snapshots)
     cli/data.py       init, load, export, sample, validate, units recode
     cli/incidents.py  incidents import|sample
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, db, incidents, index, keys, plans, serve
+from cli import data, db, deploy, incidents, index, keys, plans, serve
 
 app = typer.Typer(help="gridmap: nested, versioned grid-governance units on PostGIS.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -29,6 +30,7 @@ for command in (db.migrate, data.init, data.load, data.export, data.sample):
     app.command()(command)
 app.command("validate")(data.validate_units)
 app.command("audit")(keys.audit_log)
+app.command("nginx-config")(deploy.nginx_config)
 for command in (db.backup, db.restore, serve.serve):
     app.command()(command)
 

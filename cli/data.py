@@ -11,10 +11,37 @@ import typer
 from cli.common import config, console, errors, me, progress
 
 
+def _wait_for_database(seconds: float) -> None:
+    """Try to connect until the database answers or `seconds` have passed (then the last error stands)."""
+    import time
+
+    import psycopg
+
+    from geo.db.connection import database_url, redact
+
+    if seconds <= 0:
+        return  # no wait asked: the command's own connection reports a database that is down
+    url = database_url()
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=3):
+                return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() >= deadline:
+                console.print(f"[bold red]error:[/] the database at {redact(url)} did not answer within "
+                              f"{seconds:g} s: {str(exc).strip()}")
+                raise typer.Exit(2) from None
+            console.print("waiting for the database…")
+            time.sleep(2)
+
+
 def init(
     sample: Path | None = typer.Option(None, help="District GeoPackage to load when the database is empty "
                                        "(default: data/boundaries/sample-district.gpkg)"),
     no_sample: bool = typer.Option(False, "--no-sample", help="Do not load the sample district."),
+    wait: float = typer.Option(0, help="seconds to wait for the database to answer (a container starting "
+                                       "beside it)"),
 ) -> None:
     """Create the schema and load the sample district if the database holds no units."""
     from geo.db import units
@@ -23,6 +50,7 @@ def init(
     from geo.usecases import units as unit_work
 
     with errors():
+        _wait_for_database(wait)
         with connect() as conn:
             done = run(conn)
             counts = units.count_units(conn)

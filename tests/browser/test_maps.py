@@ -218,8 +218,12 @@ def test_amap_moves_every_overlay_to_gcj02_and_back(open_map, db):
     # vector tiles are asked for in GCJ-02 too, and the view kept the same place in the middle
     page.js("void gridmap.map.setZoom(16, {animate: false})")
     page.wait("gridmap.units.neighbourhood.count() > 0")
-    assert any("/tiles/neighbourhood/" in u and "datum=gcj02" in u
-               for u in page.js("performance.getEntriesByType('resource').map(e => e.name)"))
+    asked = page.js("performance.getEntriesByType('resource').map(e => e.name)")
+    # the tile URLs carry the level's state (immutable in caches) and the datum
+    assert any("/tiles/neighbourhood/" in u and "datum=gcj02" in u and "?v=" in u for u in asked)
+    # and no tile below the level's first zoom was asked for
+    zooms = [int(u.split("/tiles/neighbourhood/")[1].split("/")[0]) for u in asked if "/tiles/neighbourhood/" in u]
+    assert zooms and min(zooms) >= 14
     assert any("autonavi.com" in u for u in page.tiles)
     page.page.locator(".leaflet-control-layers-base label", has_text="OpenStreetMap").click()
     page.wait("gridmap.datum === 'wgs84'")
