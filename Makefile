@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .PHONY: serve test lint test-unit test-db test-api test-browser test-faults fuzz-redraw screenshots install postgis chromium nginx db \
-	sample bench bench-locate bench-split bench-tiles bench-mixed bench-index clean
+	sample bench bench-locate bench-split bench-tiles bench-mixed bench-index bench-city clean
 
 # the test suite's parts, fastest first: unit needs no PostGIS and runs in seconds
 TEST_PARTS := tests/unit tests/db tests/api tests/browser tests/faults
@@ -122,6 +122,11 @@ bench-locate: db
 bench-index: db
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "install wrk: sudo apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_index.py
+
+# the soak: the same city for 10 minutes, 50 clients mixing lookups, tiles, intake and statistics, a
+# commit every 30 s; p99 per route, worker memory, errors, lost incidents (not in CI)
+bench-city: db
+	$(BIN)/python bench/bench_city.py
 
 # vector tiles on the same city (reuses bench-locate's database, or generates and loads it: ~10 min)
 bench-tiles: db

@@ -57,7 +57,6 @@ def spare_connection() -> Iterator[psycopg.Connection | None]:
 # back) when the route returns and before the answer is sent, so a commit that fails (the
 # database went away) is the request's error (503), not a broken connection after a 200.
 Conn = Annotated[psycopg.Connection, Depends(connection, scope="function")]
-SpareConn = Annotated[psycopg.Connection | None, Depends(spare_connection, scope="function")]
 
 
 def time_of(text: str | None) -> datetime | None:

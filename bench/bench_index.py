@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_locate import ensure_city, ensure_database, random_points  # noqa: E402
+from cityload import memory, workers, wrk_paths  # noqa: E402
 
 from geo.db import units  # noqa: E402
 from geo.db.connection import database_url  # noqa: E402
@@ -90,42 +90,6 @@ def in_process(url: str, rng: np.random.Generator) -> None:
                   f"{state.layers} layers, {state.patched_units():,} units in them)")
 
 
-def _workers(supervisor: int) -> list[int]:
-    """uvicorn's worker processes: the children of its supervisor."""
-    out = subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-
-
-def _memory(pid: int) -> tuple[float, float, float]:
-    """RSS, PSS and private memory (not shared with any other process) of a process, MB."""
-    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-
-    def field(name: str) -> float:
-        return int(re.search(rf"^{name}:\s+(\d+)", text, re.M).group(1)) / 1024
-
-    return field("Rss"), field("Pss"), field("Private_Clean") + field("Private_Dirty")
-
-
-def wrk(port: int, points: np.ndarray, seconds: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "points.lua"
-        lines = ",\n".join(f'"lon={lon:.7f}&lat={lat:.7f}"' for lon, lat in points)
-        script.write_text("local q = {\n" + lines + "\n}\nlocal i = 0\nrequest = function()\n  i = i % #q + 1\n"
-                          "  return wrk.format('GET', '/locate?' .. q[i])\nend\n")
-        out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script),
-                              f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True).stdout
-
-    def ms(pattern: str) -> float:
-        value, unit = re.search(pattern, out).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": ms(r"50%\s+([\d.]+)(us|ms|s)"), "p99": ms(r"99%\s+([\d.]+)(us|ms|s)"),
-            "max": ms(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)"),
-            "errors": int(errors.group(1)) if errors else 0}
-
-
 def over_http(url: str, rng: np.random.Generator, args: argparse.Namespace) -> None:
     env = {**os.environ, "GRIDMAP_AUTH": "off", "DATABASE_URL": url}
     started = time.perf_counter()
@@ -145,8 +109,8 @@ def over_http(url: str, rng: np.random.Generator, args: argparse.Namespace) -> N
                 client.get(base + "/locate", params={"lon": 114.3, "lat": 30.55}, headers={"Connection": "close"})
         print(f"server up and both workers answering /locate: {time.perf_counter() - started:.1f} s")
         x, y = random_points(url, 20_000, 3)
-        pts = np.column_stack([x, y])
-        quiet = wrk(args.port, pts, args.seconds)
+        paths = [f"/locate?lon={a:.7f}&lat={b:.7f}" for a, b in zip(x, y, strict=True)]
+        quiet = wrk_paths(base, paths, args.seconds)
         print(f"GET /locate, no commits (baseline): {quiet['rps']:,.0f}/s, p50 {quiet['p50']:.2f} ms, "
               f"p99 {quiet['p99']:.2f} ms, max {quiet['max']:.1f} ms, {quiet['errors']} errors")
         visible: list[float] = []
@@ -165,7 +129,7 @@ def over_http(url: str, rng: np.random.Generator, args: argparse.Namespace) -> N
 
         thread = threading.Thread(target=planner, daemon=True)
         thread.start()
-        busy = wrk(args.port, pts, args.seconds)
+        busy = wrk_paths(base, paths, args.seconds)
         stop.set()
         thread.join()
         print(f"GET /locate, a commit every {args.every} s: {busy['rps']:,.0f}/s, p50 {busy['p50']:.2f} ms, "
@@ -173,16 +137,16 @@ def over_http(url: str, rng: np.random.Generator, args: argparse.Namespace) -> N
               f"(p99 {busy['p99'] / quiet['p99']:.2f}x, max {busy['max'] / quiet['max']:.2f}x the baseline)")
         print(f"a commit visible to /locate after: {', '.join(f'{v * 1000:.0f} ms' for v in visible)}")
 
-        workers = _workers(proc.pid)
+        pids = workers(proc.pid)
         with psycopg.connect(url, autocommit=True) as conn, httpx.Client(timeout=60) as client:
-            first = [_memory(p) for p in workers]
+            first = [memory(p) for p in pids]
             series = []
             for k in range(args.commits):
                 commit(conn, rng, "nudge" if k % 2 else "rename")
                 for _ in range(16):
                     client.get(base + "/locate", params={"lon": 114.3, "lat": 30.55}, headers={"Connection": "close"})
-                series.append([_memory(p) for p in workers])
-        for w, pid in enumerate(workers):
+                series.append([memory(p) for p in pids])
+        for w, pid in enumerate(pids):
             rss = [s[w][0] for s in series]
             private = [s[w][2] for s in series]
             print(f"worker {pid}: RSS {first[w][0]:,.0f} MB before, {min(rss):,.0f}-{max(rss):,.0f} MB over "

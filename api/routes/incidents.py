@@ -4,6 +4,7 @@ to resolution, and counted. Every incident and worker comes back as the caller m
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,13 +19,13 @@ from api.deps import (
     Page,
     ReadCaller,
     ReportCaller,
-    SpareConn,
     encoded,
     paging,
+    spare_connection,
     time_of,
 )
 from api.security import require
-from geo.db import incidents, replica, stats
+from geo.db import incidents, pool, replica, stats
 from geo.incidents import lifecycle
 from geo.incidents.stats import window as incident_window
 from geo.units import levels
@@ -97,8 +98,6 @@ def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) 
 
 @router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve")
 def incident_stats(
-    conn: Conn,
-    spare: SpareConn,
     from_: Annotated[str | None, Query(alias="from", description="start of the window (ISO 8601), inclusive; "
                                                                  "default 30 days before `to`")] = None,
     to: Annotated[str | None, Query(description="end of the window (ISO 8601), exclusive; default now")] = None,
@@ -110,7 +109,10 @@ def incident_stats(
 ) -> dict[str, Any]:
     lv = levels.parse_level(level)
     start, end = incident_window(time_of(from_), time_of(to), datetime.now(UTC))
+    # connections are taken here, not as dependencies: a request answered from the replica holds
+    # none of the primary's, and none is held while the window is checked
     if replica.usable():  # a read that may lag: on the streaming replica, medians on the same connection
         return encoded(replica.read(lambda c: stats.incident_stats(c, lv, start, end, retired=retired)))
-    # medians run in parallel on the spare connection, when one was free
-    return encoded(stats.incident_stats(conn, lv, start, end, median_conn=spare, retired=retired))
+    with pool.pool().connection() as conn, contextmanager(spare_connection)() as spare:
+        # medians run in parallel on the spare connection, when one was free
+        return encoded(stats.incident_stats(conn, lv, start, end, median_conn=spare, retired=retired))

@@ -24,7 +24,7 @@ from api.security import guarded, require
 from geo import settings
 from geo.coords import points
 from geo.errors import InvalidInput
-from geo.locate.layered import Layered
+from geo.locate.layered import Column, Layered
 from geo.locate.locator import Locator
 from geo.units import levels
 from geo.usecases import locators
@@ -281,5 +281,9 @@ def _unit_table(index: Index, level: str, used: np.ndarray) -> dict[str, list[An
     table = index.units[level]
     rows = used.tolist()
     codes, names = table.codes, table.names
-    return {"id": table.ids[used].tolist(), "code": [codes[i] for i in rows],
-            "name": [names[i] for i in rows], "version": table.versions[used].tolist()}
+    if isinstance(codes, Column) and isinstance(names, Column):  # a Layered's: one call each
+        code_of, name_of = list(codes[used]), list(names[used])
+    else:
+        code_of, name_of = [codes[i] for i in rows], [names[i] for i in rows]
+    return {"id": table.ids[used].tolist(), "code": code_of, "name": name_of,
+            "version": table.versions[used].tolist()}

@@ -147,8 +147,10 @@ def state() -> dict[str, Any]:
         return {"status": "none"}
     try:
         with replicas.connection(timeout=REPLICA_WAIT_S) as conn:
-            row = conn.execute("SELECT pg_is_in_recovery(), extract(epoch FROM now() - "
-                               "pg_last_xact_replay_timestamp())").fetchone()
+            # caught up (all WAL received is replayed): no lag, however long since the last commit
+            row = conn.execute("SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() = "
+                               "pg_last_wal_replay_lsn() THEN 0 ELSE extract(epoch FROM now() - "
+                               "pg_last_xact_replay_timestamp()) END").fetchone()
     except (PoolTimeout, psycopg.OperationalError) as exc:
         _down(exc)
         return {"status": "unreachable", "reads": "primary"}

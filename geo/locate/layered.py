@@ -112,11 +112,11 @@ class Change:
     relabelled: dict[str, dict[int, tuple[str, int]]]
 
 
-class _Column(Sequence[Any]):
+class Column(Sequence[Any]):
     """One column of a level's units across the parts, by combined index."""
 
     def __init__(self, parts: list[Any], offsets: np.ndarray, override: dict[int, Any] | None = None,
-                 ids: _Column | None = None) -> None:
+                 ids: Column | None = None) -> None:
         self.parts, self.offsets = parts, offsets
         self.override, self._ids = override or {}, ids
 
@@ -126,6 +126,8 @@ class _Column(Sequence[Any]):
     def _one(self, i: int) -> Any:
         if i < 0:
             i += len(self)
+        if len(self.parts) == 1 and not self.override:
+            return self.parts[0][i]
         p = int(np.searchsorted(self.offsets, i, side="right")) - 1
         value = self.parts[p][i - int(self.offsets[p])]
         if self.override and self._ids is not None:
@@ -138,8 +140,17 @@ class _Column(Sequence[Any]):
         if isinstance(i, slice):
             i = np.arange(len(self))[i]
         index = np.asarray(i, dtype=np.int64)
-        if not isinstance(self.parts[0], np.ndarray):
-            return [self._one(int(k)) for k in index.tolist()]
+        if not isinstance(self.parts[0], np.ndarray):  # strings: each read from its own part
+            if len(self.parts) == 1:
+                values = [self.parts[0][k] for k in index.tolist()]
+            else:
+                part = (np.searchsorted(self.offsets, index, side="right") - 1).tolist()
+                offsets = self.offsets.tolist()
+                values = [self.parts[p][k - offsets[p]] for p, k in zip(part, index.tolist(), strict=True)]
+            if self.override and self._ids is not None:
+                ids = self._ids[index].tolist()
+                values = [self.override.get(u, v) for u, v in zip(ids, values, strict=True)]
+            return values
         if len(self.parts) == 1:
             out = np.asarray(self.parts[0][index])
         else:
@@ -166,10 +177,10 @@ class _Column(Sequence[Any]):
 
 @dataclass
 class _LevelUnits:
-    ids: _Column
-    codes: _Column
-    names: _Column
-    versions: _Column
+    ids: Column
+    codes: Column
+    names: Column
+    versions: Column
 
 
 class _LevelIndexes:
@@ -310,13 +321,13 @@ class Layered:
         for level in levels.LEVELS:
             if level not in self._units:
                 off = self.offsets[level]
-                ids = _Column([p.units[level].ids for p in self.parts], off)
+                ids = Column([p.units[level].ids for p in self.parts], off)
                 names = self.relabelled.get(level, {})
                 self._units[level] = _LevelUnits(
-                    ids=ids, codes=_Column([p.units[level].codes for p in self.parts], off),
-                    names=_Column([p.units[level].names for p in self.parts], off,
+                    ids=ids, codes=Column([p.units[level].codes for p in self.parts], off),
+                    names=Column([p.units[level].names for p in self.parts], off,
                                   {k: v[0] for k, v in names.items()}, ids),
-                    versions=_Column([p.units[level].versions for p in self.parts], off,
+                    versions=Column([p.units[level].versions for p in self.parts], off,
                                      {k: v[1] for k, v in names.items()}, ids))
         return self._units
 
