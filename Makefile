@@ -53,12 +53,13 @@ chromium:
 	fi
 
 # nginx (Debian's) for the scaled layout's test: several app instances behind it, tiles cached
-# (tests/api/test_scaled_layout.py runs it in a folder of its own, not as a service)
+# (tests/api/test_scaled_layout.py runs it in a folder of its own, not as a service: RUNLEVEL=1 keeps
+# the package from starting one on port 80)
 nginx:
 	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing nginx with apt"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; \
+		apt-get update -q && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; \
 	else \
 		echo "nginx is missing (the scaled layout's test needs it). Install it with:"; \
 		echo "  sudo apt-get update && sudo apt-get install -y nginx"; \
