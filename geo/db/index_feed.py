@@ -155,3 +155,26 @@ def any_streets(conn: psycopg.Connection, when: datetime | None) -> bool:
     row = one(conn, f"SELECT EXISTS (SELECT 1 FROM unit_version v WHERE v.level = 'street' AND "
                     f"{_AT_TIME if when else _AT[None]}) AS found", {"t": when})
     return bool(row and row["found"])
+
+
+def prune(conn: psycopg.Connection, before: int) -> int:
+    """Forget the changes logged up to generation `before` (an index older than that is
+    built again: `complete_from` moves up). Returns the rows deleted.
+
+    Only on a primary, on a connection in no transaction, and only if the generation's row can be
+    locked within half a second: intakes hold it shared while they store a report, and a
+    process building a snapshot may be one they wait for; pruning is never worth a wait."""
+    if before <= 0 or conn.info.transaction_status != TransactionStatus.IDLE:
+        return 0
+    row = one(conn, "SELECT pg_is_in_recovery() AS standby")
+    conn.rollback()
+    if row is None or row["standby"]:
+        return 0
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '500ms'")
+            conn.execute("UPDATE boundary_generation SET complete_from = greatest(complete_from, %s)", [before])
+            deleted = conn.execute("DELETE FROM unit_change WHERE generation <= %s", [before]).rowcount
+    except psycopg.errors.LockNotAvailable:
+        return 0
+    return int(deleted or 0)

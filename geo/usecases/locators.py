@@ -56,6 +56,7 @@ REBASE_SHARE = 0.02  # a new base once the layers hold this share of the base's 
 PATCH_CELLS_PER_UNIT = 64  # a patch's rasters: scattered commits must not make city-sized ones
 INLINE_BUILD_MAX = 150_000  # current units: a bigger base is built in a child process
 SNAPSHOTS_KEPT = 2
+LOG_KEPT = 20_000  # generations of the change log kept behind a new snapshot (a few thousand commits)
 PAST_BUILDS_AT_ONCE = 2  # lookups in the past building their small index at the same time
 
 _lock = threading.Lock()
@@ -118,6 +119,10 @@ def build_snapshot(conn: psycopg.Connection) -> Path:
             stats["snapshot_builds"] += 1
         for _, old in _snapshots(where)[SNAPSHOTS_KEPT:]:
             shutil.rmtree(old, ignore_errors=True)  # processes mapping it keep their pages
+    # the log need not reach far behind the newest snapshot: instances with an older one build
+    # again (on a replica, nothing is deleted: the primary's next snapshot does it)
+    assert locator.generation is not None
+    index_feed.prune(conn, locator.generation - LOG_KEPT)
     return target
 
 

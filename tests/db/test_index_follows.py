@@ -161,3 +161,19 @@ def test_lookups_in_the_past_read_only_the_units_near_the_points(sample_url):
             one = locators.around(then, x[k:k + 1], y[k:k + 1], 20.0, conn)
             conn.commit()
             assert _answers(one, x[k:k + 1], y[k:k + 1]) == _answers(whole, x[k:k + 1], y[k:k + 1])
+
+
+def test_a_new_snapshot_forgets_the_log_far_behind_it(sample_url, monkeypatch):
+    with psycopg.connect(sample_url, autocommit=True) as conn:
+        plan = plans.draw_split(conn, units.resolve(conn, "420199001008"), "grid")
+        plans.commit_plan(conn, plan["id"])
+        logged = conn.execute("SELECT count(*), max(generation) FROM unit_change").fetchone()
+        assert logged[0] > 0
+        monkeypatch.setattr(locators, "LOG_KEPT", 0)  # keep nothing behind the snapshot
+        locators.build_snapshot(conn)
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM unit_change").fetchone()[0] == 0
+        now = index_feed.history(conn)
+        assert now.complete_from == now.generation == logged[1]
+        locators.reset()
+        assert locators.current(conn).layers == 0  # the snapshot at that generation serves
