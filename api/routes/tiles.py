@@ -117,8 +117,7 @@ def _answer(lv: str, state: str, when: datetime | None, which: str, v: str | Non
 
 def _tile(conn: psycopg.Connection, lv: str, zi: int, xi: int, yi: int, when: datetime | None, which: str,
           v: str | None, if_none_match: str | None, accept_encoding: str | None) -> Response:
-    seen = generation.current(conn)  # read before the state: a state is never labelled newer than it is
-    state = tiles.level_state(conn, lv)
+    seen, state = tiles.level_state_at(conn, lv)  # the generation is read before the state is counted
     key = (_source(), lv, zi, xi, yi, which, state) if when is None else None
     body = _cache.get(key) if key else None
     if body is None:

@@ -110,15 +110,19 @@ class Cache(Generic[T]):
         self._entries: dict[Hashable, tuple[int, T]] = {}
 
     def get(self, conn: psycopg.Connection, key: Hashable, compute: Callable[[], T]) -> T:
+        return self.entry(conn, key, compute)[1]
+
+    def entry(self, conn: psycopg.Connection, key: Hashable, compute: Callable[[], T]) -> tuple[int, T]:
+        """`get`, with the generation the value holds for."""
         generation = current(conn)
         with self._lock:
             entry = self._entries.get(key)
         if entry is not None and entry[0] == generation:
-            return entry[1]
+            return entry
         value = compute()
         with self._lock:
             self._entries[key] = (generation, value)
-        return value
+        return generation, value
 
     def clear(self) -> None:
         with self._lock:

@@ -41,6 +41,10 @@ class History:
     def key(self) -> str:
         return f"{self.database}-{self.epoch}"
 
+    def reaches(self, generation: int) -> bool:
+        """Whether an index at `generation` can be brought up to now from the log."""
+        return self.complete_from <= generation <= self.generation
+
 
 @dataclass(frozen=True)
 class Changes:

@@ -126,7 +126,12 @@ _states: Cache[str] = Cache()
 
 
 def level_state(conn: psycopg.Connection, level: str) -> str:
-    """A token that changes with every committed change to units of `level`.
+    """A token that changes with every committed change to units of `level` (`level_state_at`)."""
+    return level_state_at(conn, level)[1]
+
+
+def level_state_at(conn: psycopg.Connection, level: str) -> tuple[int, str]:
+    """The boundary generation now, and a token that changes with every committed change to units of `level`.
 
     Versions are never deleted or rewritten: a change adds versions or closes them, so the
     count of versions and of closed versions of a level both grow with every change to it.
@@ -139,4 +144,4 @@ def level_state(conn: psycopg.Connection, level: str) -> str:
         assert row is not None  # an aggregate without GROUP BY returns one row
         return f"{row['versions']}.{row['closed']}"
 
-    return _states.get(conn, level, count)
+    return _states.entry(conn, level, count)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from geo.locate.index import _expand
 from geo.locate.locator import Locator
 from geo.units import levels
 
@@ -63,9 +64,7 @@ class Area:
         ix1 = np.floor((boxes[:, 2] + pad) / CELL_DEG).astype(np.int64)
         iy1 = np.floor((boxes[:, 3] + pad) / CELL_DEG).astype(np.int64)
         nx, ny = ix1 - ix0 + 1, iy1 - iy0 + 1
-        count = nx * ny
-        owner = np.repeat(np.arange(len(boxes)), count)
-        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        owner, k = _expand(np.zeros(len(boxes), dtype=np.int64), nx * ny)  # each box's cells, k = 0..n-1
         ix = ix0[owner] + k % nx[owner]
         iy = iy0[owner] + k // nx[owner]
         return cls(np.unique(cls._key(ix, iy)))

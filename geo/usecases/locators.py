@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -46,6 +45,7 @@ from geo.db import generation, index_feed, pool, replica, units
 from geo.db.connection import database_url
 from geo.db.embedded import project_root
 from geo.locate import snapshot
+from geo.locate.index import metres_per_degree
 from geo.locate.layered import Area, Layered
 from geo.locate.locator import Locator
 from geo.units import levels
@@ -89,7 +89,7 @@ def _snapshots(where: Path) -> list[tuple[int, Path]]:
 
 def _usable(where: Path, history: index_feed.History) -> tuple[int, Path] | None:
     for gen, path in _snapshots(where):
-        if history.complete_from <= gen <= history.generation:
+        if history.reaches(gen):
             return gen, path
     return None
 
@@ -145,13 +145,10 @@ def _build_elsewhere(conn: psycopg.Connection, history: index_feed.History) -> N
     stats["snapshot_builds"] += 1
 
 
-def _open(conn: psycopg.Connection, history: index_feed.History) -> Layered | None:
-    """The newest usable snapshot, mapped, as a base (None: there is none)."""
-    found = _usable(_history_folder(history), history)
-    if found is None:
-        return None
+def _open(folder: Path) -> Layered:
+    """A snapshot, mapped, as a base."""
     stats["snapshot_loads"] += 1
-    return Layered.over(snapshot.load(found[1]))
+    return Layered.over(snapshot.load(folder))
 
 
 def _follow(conn: psycopg.Connection, state: Layered, history: index_feed.History) -> Layered | None:
@@ -189,7 +186,7 @@ def _advance(generation_now: int, conn: psycopg.Connection | None = None) -> Lay
                         state = None
                     newer = _usable(_history_folder(history), history)
                     if newer is not None and (state is None or newer[0] > (state.base.generation or 0)):
-                        state = _open(c, history)  # a newer base (another process rebased)
+                        state = _open(newer[1])  # a newer base (another process rebased)
                     if state is not None:
                         state = _follow(c, state, history)
                     if state is None:
@@ -283,8 +280,9 @@ def around(when: datetime | None, x: np.ndarray, y: np.ndarray, radius_m: float 
     `radius_m` metres and 1 cm: it answers for those points as the whole city's would."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    top = float(np.max(np.abs(y))) if len(y) else 0.0
-    pad_deg = (radius_m + 0.5) / (111_000.0 * max(math.cos(math.radians(min(top, 80.0))), 0.1))
+    # degrees of longitude are the shortest; the shortest of all at the point farthest from the equator
+    top = min(float(np.max(np.abs(y))) if len(y) else 0.0, 80.0)
+    pad_deg = (radius_m + 0.5) / float(metres_per_degree(np.float64(top))[0])
     with _past, _connection(conn) as c:
         with index_feed.snapshot_read(c):
             rows = index_feed.rows_near(c, x, y, pad_deg, when)
@@ -302,7 +300,7 @@ def status(conn: psycopg.Connection) -> dict[str, Any]:
     where = _history_folder(history)
     return {"epoch": history.epoch, "generation": history.generation, "folder": str(where),
             "snapshots": [{"generation": gen, "behind": history.generation - gen,
-                           "usable": history.complete_from <= gen <= history.generation}
+                           "usable": history.reaches(gen)}
                           for gen, _ in _snapshots(where)]}
 
 
