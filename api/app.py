@@ -23,8 +23,10 @@ A route parses its request, calls geo (a use case, or a reader in geo/db), and r
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from starlette.routing import Route
@@ -32,7 +34,7 @@ from starlette.routing import Route
 from api import errors, limits, openapi, security
 from api.routes import admin, health, incidents, locate, login, maps, ogc, open311, plans, tiles, units, workers
 from geo import settings as config
-from geo.db import pool, replica
+from geo.db import incident_months, pool, replica
 from geo.db.connection import database_url
 
 
@@ -45,7 +47,11 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open_pool(database_url(settings), settings.db_wait)
         security.announce()
+        months = asyncio.create_task(_keep_months())
         yield
+        months.cancel()
+        with suppress(asyncio.CancelledError):
+            await months
         replica.close()
         pool.close_pool()
 
@@ -67,6 +73,32 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
     security.install(app)
     security.check_routes(app)  # every route names the permission it needs (api/security.py)
     return app
+
+
+MONTHS_ROUND_S = 24 * 3600  # how often a running server makes the incident months ahead
+MONTHS_RETRY_S = 600  # and how soon it tries again when that failed (database down, table busy)
+
+
+async def _keep_months() -> None:
+    """The months incidents are partitioned by, made ahead of time: at start and once a day
+    (geo/db/incident_months.py). A failure is logged and tried again; it never stops the app:
+    a report for a month without its partition is stored all the same (incident_default)."""
+    log = logging.getLogger("gridmap.months")
+
+    def keep() -> list[str]:
+        with pool.pool().connection() as conn:
+            return incident_months.keep(conn)
+
+    while True:
+        try:
+            made = await asyncio.to_thread(keep)
+            if made:
+                log.info("incident months made: %s", ", ".join(made))
+            wait = MONTHS_ROUND_S
+        except Exception as exc:  # noqa: BLE001 - any failure waits for the next round
+            log.warning("incident months not made (tried again in %d s): %s", MONTHS_RETRY_S, exc)
+            wait = MONTHS_RETRY_S
+        await asyncio.sleep(wait)
 
 
 app = create_app()

@@ -73,7 +73,7 @@ def main() -> None:
         end = datetime.now(UTC)
         start, end = incident_sample.window_for_year(end)
         if have != args.incidents:
-            conn.execute("TRUNCATE incident_event, incident")
+            conn.execute("TRUNCATE incident_event, incident_external_id, incident")
             locator = units.locator(conn)
             t = time.perf_counter()
             columns = incident_sample.generate(locator, args.incidents, start, end, seed=1)

@@ -1,4 +1,5 @@
-"""gridmap incidents import|sample: hotline exports in, generated incidents for demos."""
+"""gridmap incidents import|sample|months: hotline exports in, generated incidents for demos, the
+months incidents are partitioned by."""
 
 from __future__ import annotations
 
@@ -55,3 +56,51 @@ def incidents_sample(
         n = incidents.generate_sample(conn, count, end - timedelta(days=days), end, me(), seed=seed,
                                       progress=update)
     console.print(f"stored {n} generated incidents")
+
+
+@app.command("months")
+def incidents_months(
+    make: str | None = typer.Option(None, "--make", metavar="YYYY-MM",
+                                    help="Make this month's partition (moving its reports out of incident_default)"),
+    ahead: int | None = typer.Option(None, help="Make the current month and this many after it (default: "
+                                                "what the server keeps, 3)"),
+) -> None:
+    """The months incidents are filed under (one partition each, Beijing months), and making them.
+
+    Without options: make the months the server keeps ahead, then list every month with its
+    reports. Reports for a month without a partition wait in incident_default; --make files them."""
+    from datetime import date
+
+    from rich.table import Table
+
+    from geo.db import incident_months
+    from geo.db.connection import connect
+
+    month = None
+    if make is not None:
+        try:
+            month = date.fromisoformat(make + "-01")
+        except ValueError:
+            console.print(f"[bold red]error:[/] --make {make!r} is not a month: write it as YYYY-MM, e.g. 2024-03")
+            raise typer.Exit(2) from None
+    with errors(), connect(autocommit=True) as conn:
+        made = incident_months.keep(conn, incident_months.KEEP_AHEAD if ahead is None else ahead)
+        if month is not None:
+            with conn.transaction():
+                name = incident_months.make(conn, month)
+            if name:
+                made.append(name)
+            else:
+                console.print(f"{make} has its partition already")
+        rows = incident_months.listing(conn)
+    for name in made:
+        console.print(f"made {name}")
+    table = Table("partition", "reported", "reports (estimated; exact for the default)", "size")
+    for r in rows:
+        table.add_row(r["name"], r["bound"].removeprefix("FOR VALUES "), f"{r['reports']:,}",
+                      f"{r['bytes'] / 1e6:,.1f} MB")
+    console.print(table)
+    waiting = next((r["reports"] for r in rows if r["name"] == "incident_default"), 0)
+    if waiting:
+        console.print(f"[yellow]{waiting:,} report(s) wait in incident_default (months without a partition): "
+                      "`gridmap incidents months --make YYYY-MM` files a month's[/]")

@@ -23,6 +23,7 @@ from geo.incidents.lifecycle import OPEN_STATES, overdue
 from geo.locate.locator import Locator
 from geo.security.identity import Identity
 from geo.security.privacy import incident_for
+from geo.units.codes import district_of
 from geo.units.levels import LEVELS
 from geo.units.model import Progress, no_progress
 
@@ -55,30 +56,43 @@ def clock(conn: psycopg.Connection) -> datetime:
 
 
 def by_external_id(conn: psycopg.Connection, external_id: str) -> int | None:
-    found: int | None = value(conn, "SELECT id FROM incident WHERE external_id = %s", [external_id])
+    found: int | None = value(conn, "SELECT incident_id FROM incident_external_id WHERE external_id = %s",
+                              [external_id])
     return found
 
 
 def insert(conn: psycopg.Connection, fields: dict[str, Any], lon: float, lat: float) -> int | None:
-    """Store a new incident (its point in WGS84); None when its external id arrived at the
-    same moment from elsewhere (that one stands)."""
+    """Store a new incident (its point in WGS84; `fields` name its district and reported_at,
+    its keys); None when its external id arrived at the same moment from elsewhere (that one
+    stands). An external id is claimed first (incident_external_id: one incident per id), then
+    the incident stored under the id it claimed."""
+    fields = dict(fields)
+    if fields.get("external_id"):
+        claimed = one(conn, "INSERT INTO incident_external_id (external_id, incident_id, district, reported_at) "
+                            "VALUES (%s, nextval('incident_id_seq'), %s, %s) "
+                            "ON CONFLICT (external_id) DO NOTHING RETURNING incident_id",
+                      [fields["external_id"], fields["district"], fields["reported_at"]])
+        if claimed is None:
+            return None
+        fields["id"] = claimed["incident_id"]
     columns = list(fields)
     row = one(
         conn,
         f"INSERT INTO incident ({', '.join(columns)}, geom) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}, ST_SetSRID(ST_Point(%s, %s), 4326)) "
-        "ON CONFLICT (external_id) DO NOTHING RETURNING id",
+        f"VALUES ({', '.join(['%s'] * len(columns))}, ST_SetSRID(ST_Point(%s, %s), 4326)) RETURNING id",
         [*(Jsonb(v) if k == "photos" else v for k, v in fields.items()), lon, lat],
     )
-    return None if row is None else int(row["id"])
+    assert row is not None
+    return int(row["id"])
 
 
 def add_event(conn: psycopg.Connection, incident_id: int, actor: str, from_state: str | None, to_state: str,
               note: str | None = None, data: dict[str, Any] | None = None) -> None:
+    """One more event in an incident's history (filed under the incident's keys)."""
     conn.execute(
-        "INSERT INTO incident_event (incident_id, actor, from_state, to_state, note, data) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        [incident_id, actor, from_state, to_state, note, Jsonb(data or {})],
+        "INSERT INTO incident_event (incident_id, district, incident_reported_at, actor, from_state, to_state, "
+        "note, data) SELECT id, district, reported_at, %s, %s, %s, %s, %s FROM incident WHERE id = %s",
+        [actor, from_state, to_state, note, Jsonb(data or {}), incident_id],
     )
 
 
@@ -90,7 +104,12 @@ def insert_generated(conn: psycopg.Connection, locator: Locator, columns: dict[s
                         if len(locator.units[lv].ids) else 0, 0) for lv in LEVELS}
     n = len(columns["lon"])
     unassigned = (found["street"] < 0) & (found["community"] < 0) & (found["grid"] < 0)
-    cols = ("category", "reported_at", "channel", "input_lon", "input_lat", "input_crs", "geom", "state",
+
+    def code(level: str, i: int) -> str | None:
+        at = int(found[level][i])
+        return locator.units[level].codes[at] if at >= 0 else None
+
+    cols = ("district", "category", "reported_at", "channel", "input_lon", "input_lat", "input_crs", "geom", "state",
             *(f"{lv}_id" for lv in LEVELS), "unassigned", "deadline", "resolved_at", "closed_at")
     with conn.cursor().copy(f"COPY incident ({', '.join(cols)}) FROM STDIN") as copy:
         for i in range(n):
@@ -99,7 +118,8 @@ def insert_generated(conn: psycopg.Connection, locator: Locator, columns: dict[s
             resolved = columns["resolved_at"][i]
             resolved_at = None if np.isnat(resolved) else resolved.astype(datetime).isoformat() + "+00:00"
             copy.write_row((
-                columns["category"][i], columns["reported_at"][i].astype(datetime).isoformat() + "+00:00",
+                district_of({lv: code(lv, i) for lv in ("street", "community", "grid")}), columns["category"][i],
+                columns["reported_at"][i].astype(datetime).isoformat() + "+00:00",
                 columns["channel"][i], lon, lat, "EPSG:4326", f"SRID=4326;POINT({lon!r} {lat!r})", state,
                 *((int(ids[lv][i]) or None) for lv in LEVELS), bool(unassigned[i]),
                 columns["deadline"][i].astype(datetime).isoformat() + "+00:00",

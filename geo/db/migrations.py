@@ -11,6 +11,8 @@ from importlib import resources
 
 import psycopg
 
+from geo.db import incident_months
+
 MIGRATION_LOCK = 4_771_001  # pg_advisory_xact_lock key for migrations
 
 
@@ -36,6 +38,10 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             conn.execute(sql)
             conn.execute("INSERT INTO schema_migration (name) VALUES (%s)", (name,))
             applied_now.append(name)
+    try:  # the months incidents are filed under, ahead of time (geo/db/incident_months.py)
+        incident_months.keep(conn)
+    except psycopg.errors.LockNotAvailable:
+        pass  # busy: the next start, or the server's daily round, makes them
     return applied_now
 
 

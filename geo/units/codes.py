@@ -165,3 +165,17 @@ def neighbourhood_code(compound: str, seq: int) -> str:
 
 def building_code(compound: str, seq: int) -> str:
     return f"{compound}B{seq:03d}"
+
+
+NO_DISTRICT = "000000"  # the district of a report outside every street, community and grid
+_DISTRICT = re.compile(r"^(\d{6})")
+
+
+def district_of(codes: dict[str, str | None]) -> str:
+    """The 6-digit district (county) code of a place, from the codes of the street, community
+    or grid it lies in (each starts with it); NO_DISTRICT when it lies in none."""
+    for level in ("street", "community", "grid"):
+        found = _DISTRICT.match(codes.get(level) or "")
+        if found:
+            return found.group(1)
+    return NO_DISTRICT

@@ -30,6 +30,7 @@ from geo.incidents import sample as generated
 from geo.locate.layered import Layered
 from geo.locate.locator import Locator
 from geo.security.identity import Identity, as_identity
+from geo.units import codes
 from geo.units.levels import LEVELS
 from geo.units.model import Progress, no_progress
 from geo.usecases import locators
@@ -80,10 +81,12 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     found = locator.locate_one(lon, lat)
     chain = {lv: (int(locator.units[lv].ids[i]) if i >= 0 else None) for lv, i in found.items()}
     unassigned = chain["street"] is None and chain["community"] is None and chain["grid"] is None
+    district = codes.district_of({lv: (locator.units[lv].codes[i] if i >= 0 else None) for lv, i in found.items()})
     worker_id, level = dispatch.choose(chain, category["escalate"], _first_worker(conn))
     state = "assigned" if worker_id else "reported"
     fields = {
-        "external_id": report.external_id, "category": report.category, "description": report.description,
+        "district": district, "external_id": report.external_id, "category": report.category,
+        "description": report.description,
         "reported_at": reported_at, "channel": report.channel, "contact": report.contact, "photos": report.photos,
         "input_lon": report.lon, "input_lat": report.lat, "input_crs": source, "state": state,
         **{f"{lv}_id": chain[lv] for lv in LEVELS}, "unassigned": unassigned, "handled_at_level": level,
