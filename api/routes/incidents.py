@@ -4,15 +4,17 @@ to resolution, and counted. Every incident and worker comes back as the caller m
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.answers import Shared
 from api.deps import (
     Conn,
     DispatchCaller,
@@ -25,6 +27,7 @@ from api.deps import (
     time_of,
 )
 from api.security import require
+from geo import settings as config
 from geo.db import incidents, pool, replica, stats
 from geo.incidents import lifecycle
 from geo.incidents.stats import window as incident_window
@@ -96,7 +99,8 @@ def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) 
     return encoded(incident)
 
 
-@router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve")
+@router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve",
+            response_class=Response, responses={200: {"content": {"application/json": {}}}})
 def incident_stats(
     from_: Annotated[str | None, Query(alias="from", description="start of the window (ISO 8601), inclusive; "
                                                                  "default 30 days before `to`")] = None,
@@ -106,13 +110,38 @@ def incident_stats(
         description="rollup: a retired unit's incidents count in the current units it became (by lineage; "
                     "after a split, in the one holding each incident's point); separate: retired units "
                     "are listed apart, marked `retired`")] = "rollup",
-) -> dict[str, Any]:
+) -> Response:
     lv = levels.parse_level(level)
-    start, end = incident_window(time_of(from_), time_of(to), datetime.now(UTC))
-    # connections are taken here, not as dependencies: a request answered from the replica holds
-    # none of the primary's, and none is held while the window is checked
-    if replica.usable():  # a read that may lag: on the streaming replica, medians on the same connection
-        return encoded(replica.read(lambda c: stats.incident_stats(c, lv, start, end, retired=retired)))
-    with pool.pool().connection() as conn, contextmanager(spare_connection)() as spare:
-        # medians run in parallel on the spare connection, when one was free
-        return encoded(stats.incident_stats(conn, lv, start, end, median_conn=spare, retired=retired))
+    given = time_of(from_), time_of(to)
+    incident_window(*given, datetime.now(UTC))  # a bad window is refused before anything is shared
+
+    def compute() -> bytes:
+        start, end = incident_window(*given, datetime.now(UTC))
+        # connections are taken here, not as dependencies: a request answered from the replica holds
+        # none of the primary's, and a caller waiting for another's answer holds none at all
+        if replica.usable():  # a read that may lag: on the streaming replica, medians on the same connection
+            answer = replica.read(lambda c: stats.incident_stats(c, lv, start, end, retired=retired))
+        else:
+            with pool.pool().connection() as conn, contextmanager(spare_connection)() as spare:
+                # medians run in parallel on the spare connection, when one was free
+                answer = stats.incident_stats(conn, lv, start, end, median_conn=spare, retired=retired)
+        return json.dumps(encoded(answer), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+    shared = _shared_stats()
+    body, age = shared.get((lv, *given, retired), compute)
+    headers = {"Cache-Control": f"max-age={shared.ttl_s:g}", "Age": str(int(age))} if shared.ttl_s > 0 else {}
+    return Response(body, media_type="application/json", headers=headers)
+
+
+_STATS_KEPT_BYTES = 64 << 20
+_stats_answers: Shared | None = None
+
+
+def _shared_stats() -> Shared:
+    """This worker's /stats answers: one computation for callers asking the same at once, kept
+    GRIDMAP_STATS_CACHE_SECONDS (0: not kept, every answer computed after its request arrived)."""
+    global _stats_answers
+    ttl = config.get().stats_cache_seconds
+    if _stats_answers is None or _stats_answers.ttl_s != ttl:
+        _stats_answers = Shared(ttl, _STATS_KEPT_BYTES)
+    return _stats_answers
