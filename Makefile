@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test lint test-unit test-db test-api test-browser test-faults fuzz-redraw screenshots install postgis chromium nginx db \
+.PHONY: serve test lint test-unit test-db test-api test-browser test-faults fuzz-redraw screenshots install postgis chromium nginx pgbouncer db \
 	sample bench bench-locate bench-split bench-tiles bench-mixed bench-index bench-city clean
 
 # the test suite's parts, fastest first: unit needs no PostGIS and runs in seconds
@@ -52,19 +52,27 @@ chromium:
 		exit 1; \
 	fi
 
-# nginx (Debian's) for the scaled layout's test: several app instances behind it, tiles cached
-# (tests/api/test_scaled_layout.py runs it in a folder of its own, not as a service: RUNLEVEL=1 keeps
-# the package from starting one on port 80)
-nginx:
-	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then exit 0; fi; \
+# A tool from Debian a test runs in a folder of its own, never as a service: RUNLEVEL=1 keeps the
+# package from starting one. $(call debian_tool,command,package,what needs it)
+define debian_tool
+	@if command -v $(1) >/dev/null || [ -x /usr/sbin/$(1) ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-		echo "installing nginx with apt"; \
-		apt-get update -q && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; \
+		echo "installing $(2) with apt"; \
+		apt-get update -q && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2); \
 	else \
-		echo "nginx is missing (the scaled layout's test needs it). Install it with:"; \
-		echo "  sudo apt-get update && sudo apt-get install -y nginx"; \
+		echo "$(2) is missing ($(3)). Install it with:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y $(2)"; \
 		exit 1; \
 	fi
+endef
+
+# nginx for the scaled layout's test (tests/api/test_scaled_layout.py): app instances behind it, tiles cached
+nginx:
+	$(call debian_tool,nginx,nginx,the scaled layout's test needs it)
+
+# pgbouncer for the connection-pooler test (tests/api/test_pgbouncer.py): the app through it in transaction mode
+pgbouncer:
+	$(call debian_tool,pgbouncer,pgbouncer,the connection-pooler test needs it)
 
 db: install postgis
 	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/gridmap db start; fi
@@ -73,7 +81,7 @@ serve: db
 	$(BIN)/gridmap init
 	$(BIN)/gridmap serve --host $(HOST) --port $(PORT)
 
-test: db chromium nginx lint
+test: db chromium nginx pgbouncer lint
 	$(BIN)/pytest -q $(TEST_PARTS)
 
 # the rules of docs/architecture.md: layers and cycles (import-linter), style and complexity (ruff), types (mypy)
@@ -88,7 +96,7 @@ test-unit: install
 test-db: db
 	$(BIN)/pytest -q tests/db
 
-test-api: db nginx
+test-api: db nginx pgbouncer
 	$(BIN)/pytest -q tests/api
 
 test-browser: db chromium

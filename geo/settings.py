@@ -16,6 +16,7 @@
     GRIDMAP_INDEX_DIR            where point-index snapshots are kept (default: GRIDMAP_HOME/index)
     GRIDMAP_REPLICA_URL          a streaming replica for reads that may lag (tiles, OGC, statistics, index loads)
     GRIDMAP_REPLICA_PORT         the embedded replica's port when it is first made (the primary's + 1)
+    GRIDMAP_PGBOUNCER            the database URLs lead to pgbouncer in transaction mode: prepare no statements (off)
     GRIDMAP_STATS_CACHE_SECONDS  how long a worker keeps a /stats answer for the same question (0: not kept)
 
 Every yes/no setting takes one rule: 1, true, on, yes (or 0, false, off, no), any case.
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     index_dir: Path | None = None
     replica_url: str | None = None
     replica_port: int | None = Field(None, ge=1, le=65535)
+    pgbouncer: OnOff = False
     stats_cache_seconds: float = Field(0.0, ge=0, le=3600)
 
 

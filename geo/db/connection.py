@@ -29,10 +29,21 @@ def database_url(settings: config.Settings | None = None) -> str:
     return cluster.url()
 
 
+def statements(eager: bool = False) -> dict[str, Any]:
+    """How a connection prepares statements: as psycopg does by default (a query run five times
+    on a connection is prepared; `eager`: at once), or never when the URLs lead to pgbouncer in
+    transaction mode (GRIDMAP_PGBOUNCER): there a prepared statement belongs to one server
+    connection, and the next transaction may be given another (Debian 12's pgbouncer, 1.18,
+    does not carry them over)."""
+    if config.get().pgbouncer:
+        return {"prepare_threshold": None}
+    return {"prepare_threshold": 0} if eager else {}
+
+
 def connect(url: str | None = None, **kwargs: Any) -> psycopg.Connection:
     url = url or database_url()
     try:
-        return psycopg.connect(url, **kwargs)
+        return psycopg.connect(url, **{**statements(), **kwargs})
     except psycopg.OperationalError as exc:
         raise SetupError(
             f"cannot connect to the database at {redact(url)}: {str(exc).strip()}. "

@@ -17,6 +17,8 @@ from typing import Generic, TypeVar
 
 import psycopg
 
+from geo.db.connection import statements
+
 GENERATION_SQL = "SELECT generation FROM boundary_generation"
 T = TypeVar("T")
 
@@ -76,7 +78,7 @@ class Gate:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = await psycopg.AsyncConnection.connect(
-                        self._url(), autocommit=True, prepare_threshold=0)
+                        self._url(), autocommit=True, **statements(eager=True))
                 cur = await self._conn.execute(GENERATION_SQL)
                 row = await cur.fetchone()
                 assert row is not None

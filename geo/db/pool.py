@@ -27,6 +27,8 @@ from typing import Any, Self
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from geo.db.connection import statements
+
 log = logging.getLogger("gridmap.db")
 
 DOWN_WAIT_S = 0.5  # longest a request waits for a connection while the database is known to be unreachable
@@ -106,7 +108,7 @@ def open_pool(url: str, wait_s: float) -> Pool:
             # libpq reads it for every connection attempt, the pool's and the generation gate's
             os.environ.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT_S))
             _pool = Pool(url, min_size=1, max_size=10, open=True, name="gridmap",
-                         connection_class=_Connection, kwargs={"autocommit": False},
+                         connection_class=_Connection, kwargs={"autocommit": False, **statements()},
                          check=ConnectionPool.check_connection, timeout=wait_s,
                          reconnect_timeout=RECONNECT_S)
         return _pool

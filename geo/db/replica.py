@@ -26,6 +26,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from geo.db import generation, pool
+from geo.db.connection import statements
 
 log = logging.getLogger("gridmap.db")
 T = TypeVar("T")
@@ -58,7 +59,7 @@ def replica_pool() -> ConnectionPool | None:
             if _pool is not None:
                 _pool.close()
             _pool = ConnectionPool(url, min_size=0, max_size=10, open=True, name="gridmap-replica",
-                                   kwargs={"autocommit": False}, check=ConnectionPool.check_connection,
+                                   kwargs={"autocommit": False, **statements()}, check=ConnectionPool.check_connection,
                                    timeout=REPLICA_WAIT_S, reconnect_timeout=pool.RECONNECT_S)
             _url = url
         return _pool
