@@ -15,6 +15,7 @@
     api/security.py          who may call what: keys, sessions, the permission each route needs
     api/errors.py            each kind of error to its status, and the one error shape
     api/deps.py              what routes share: the caller, a connection, bbox, as-of
+    api/answers.py           heavy answers shared by callers asking the same at once (/stats)
     api/limits.py            the request body size limit (413)
     api/openapi.py           the OpenAPI document, with the one error shape every error answer has
 
