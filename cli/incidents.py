@@ -95,10 +95,10 @@ def incidents_months(
         rows = incident_months.listing(conn)
     for name in made:
         console.print(f"made {name}")
-    table = Table("partition", "reported", "reports (estimated; exact for the default)", "size")
+    console.print("reports per month: the planner's estimate (exact for other months)")
+    table = Table("month (Beijing)", "partition", "reports", "size")
     for r in rows:
-        table.add_row(r["name"], r["bound"].removeprefix("FOR VALUES "), f"{r['reports']:,}",
-                      f"{r['bytes'] / 1e6:,.1f} MB")
+        table.add_row(r["month"], r["name"], f"{r['reports']:,}", f"{r['bytes'] / 1e6:,.1f} MB")
     console.print(table)
     waiting = next((r["reports"] for r in rows if r["name"] == "incident_default"), 0)
     if waiting:

@@ -11,7 +11,7 @@ table; it never waits long for one (LOCK_TIMEOUT) and is simply tried again late
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -35,6 +35,19 @@ def make(conn: psycopg.Connection, month: date) -> str | None:
     return made
 
 
+def make_between(conn: psycopg.Connection, first: datetime, last: datetime) -> list[str]:
+    """Make every month from the one holding `first` to the one holding `last` (Beijing time)
+    where missing, before reports of those times are stored in bulk; the names made. In the
+    caller's transaction."""
+    months = [r["m"] for r in dicts(conn, """
+        SELECT generate_series(date_trunc('month', %s AT TIME ZONE 'Asia/Shanghai'),
+                               date_trunc('month', %s AT TIME ZONE 'Asia/Shanghai'), interval '1 month')::date AS m
+        """, [first, last])]
+    if len(months) > 240:
+        raise InvalidInput(f"{len(months)} months from {first:%Y-%m} to {last:%Y-%m}: at most 240 at once")
+    return [name for month in months if (name := make(conn, month))]
+
+
 def keep(conn: psycopg.Connection, ahead: int = KEEP_AHEAD) -> list[str]:
     """Make the current month (Beijing time, by the database's clock), the one before and the
     `ahead` after it where missing, each in a transaction of its own (`conn` must not be in one); the names made.
@@ -56,7 +69,8 @@ def keep(conn: psycopg.Connection, ahead: int = KEEP_AHEAD) -> list[str]:
 
 def listing(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """Every partition of `incident`, oldest first (the default last): its name, its range and
-    how many reports it holds (the planner's estimate, exact for incident_default)."""
+    how many reports it holds (the planner's estimate, exact for incident_default), its month
+    (`2026-11`; "other months" for the default) and its size in bytes."""
     rows = dicts(conn, """
         SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound,
                greatest(c.reltuples, 0)::bigint AS estimate, pg_total_relation_size(c.oid) AS bytes
@@ -65,6 +79,8 @@ def listing(conn: psycopg.Connection) -> list[dict[str, Any]]:
         ORDER BY c.relname = 'incident_default', c.relname""")
     waiting = value(conn, "SELECT count(*) FROM incident_default")
     for r in rows:
-        r["reports"] = waiting if r["name"] == "incident_default" else r.pop("estimate")
+        default = r["name"] == "incident_default"
+        r["reports"] = waiting if default else r.pop("estimate")
         r.pop("estimate", None)
+        r["month"] = "other months" if default else r["name"].removeprefix("incident_").replace("_", "-")
     return rows

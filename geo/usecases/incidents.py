@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import psycopg
 
 from geo import settings
 from geo.coords import points
-from geo.db import audit, generation, units, workers
+from geo.db import audit, generation, incident_months, units, workers
 from geo.db import incidents as db
 from geo.db.connection import connect
 from geo.db.rows import transaction_time
@@ -262,6 +262,10 @@ def store_sample(conn: psycopg.Connection, locator: Locator, columns: dict[str, 
                  progress: Progress = no_progress) -> int:
     """Store generated incidents (geo/incidents/sample.py) in one transaction, audited."""
     with conn.transaction():
+        if len(columns["reported_at"]):  # their months first: none waits in incident_default
+            times = columns["reported_at"]
+            incident_months.make_between(conn, *(t.astype(datetime).replace(tzinfo=UTC)
+                                                 for t in (times.min(), times.max())))
         count = db.insert_generated(conn, locator, columns, progress)
         audit.record(conn, who, "incidents.sample", "incident", [], detail={"count": count, "generated": True})
     return count

@@ -208,7 +208,7 @@ def test_migration_0009_keeps_every_incident_event_and_external_id(databases):
         before = conn.execute("SELECT id, reported_at, external_id FROM incident ORDER BY id").fetchall()
         events = conn.execute("SELECT id, incident_id, to_state FROM incident_event ORDER BY id").fetchall()
         conn.commit()
-        assert migrate(conn) == ["0009_incident_months"]
+        assert migrate(conn)[0] == "0009_incident_months"
         after = conn.execute("SELECT id, reported_at, external_id, district, tableoid::regclass::text "
                              "FROM incident ORDER BY id").fetchall()
         assert [r[:3] for r in after] == before
@@ -243,3 +243,19 @@ def test_the_months_command_lists_makes_and_refuses_a_bad_month(history_url):
     assert code == 0 and "made incident_2023_07" in out and "wait in incident_default" not in out, out
     code, out = months("--make", "2023-13")
     assert code == 2 and "YYYY-MM" in out, out
+
+
+def test_generated_incidents_of_past_months_get_their_months_first(sample_url):
+    """A demo's incidents from 200 days back (what `gridmap init` and `incidents sample` store)
+    land in their own months, none waiting in incident_default."""
+    with psycopg.connect(sample_url) as conn:
+        end = datetime.now(UTC)
+        stored = incidents.generate_sample(conn, 400, end - timedelta(days=200), end, "test")
+        conn.commit()
+        assert stored == 400
+        assert conn.execute("SELECT count(*) FROM incident_default").fetchone()[0] == 0
+        months = {r[0] for r in conn.execute("SELECT DISTINCT tableoid::regclass::text FROM incident")}
+        assert len(months) >= 7 and all(m.startswith("incident_20") for m in months)
+        listed = {r["month"]: r for r in incident_months.listing(conn)}
+        assert listed["other months"]["reports"] == 0
+        assert f"{(end - timedelta(days=200)).astimezone(BEIJING):%Y-%m}" in listed
