@@ -99,6 +99,13 @@ def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) 
     return encoded(incident)
 
 
+@router.get("/categories", summary="Incident categories: code, Chinese name, deadline, escalation, aliases")
+def list_categories(conn: Conn) -> list[dict[str, Any]]:
+    """A report names its category by any of these: the code, the Chinese name or an alias."""
+    aliases = incidents.category_aliases(conn)
+    return [{**c, "aliases": aliases.get(c["code"], [])} for c in incidents.categories(conn)]
+
+
 @router.get("/stats", summary="Incidents per unit: by state and category, overdue, time to resolve",
             response_class=Response, responses={200: {"content": {"application/json": {}}}})
 def incident_stats(

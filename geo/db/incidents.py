@@ -37,14 +37,26 @@ def categories(conn: psycopg.Connection) -> list[dict[str, Any]]:
     return dicts(conn, "SELECT code, name_zh, deadline_hours, escalate FROM incident_category ORDER BY code")
 
 
-def category(conn: psycopg.Connection, code: str) -> dict[str, Any]:
-    """One category, or InvalidInput naming the known ones."""
-    found = one(conn, "SELECT code, name_zh, deadline_hours, escalate FROM incident_category WHERE code = %s",
-                [code])
+def category(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    """One category, named by its code (any case), its Chinese name or an alias
+    (incident_category_alias); InvalidInput naming the known ones otherwise."""
+    found = one(conn, "SELECT code, name_zh, deadline_hours, escalate FROM incident_category "
+                      "WHERE code = lower(%(n)s) OR name_zh = %(n)s "
+                      "OR code = (SELECT category FROM incident_category_alias WHERE alias = %(n)s) "
+                      "ORDER BY code = lower(%(n)s) DESC LIMIT 1", {"n": name.strip()})
     if found is None:
-        known = [c["code"] for c in categories(conn)]
-        raise InvalidInput(f"unknown category {code!r}: use one of {', '.join(known)}")
+        known = [f"{c['code']} ({c['name_zh']})" for c in categories(conn)]
+        raise InvalidInput(f"unknown category {name!r}: use a code or Chinese name, one of {', '.join(known)} "
+                           "(GET /categories lists them with their aliases)")
     return found
+
+
+def category_aliases(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """Each category's aliases, by code."""
+    out: dict[str, list[str]] = {}
+    for r in dicts(conn, "SELECT category, alias FROM incident_category_alias ORDER BY category, alias"):
+        out.setdefault(r["category"], []).append(r["alias"])
+    return out
 
 
 # ---- intake ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ and dispatches it to a worker (geo/incidents/dispatch.py).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,7 +84,7 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     worker_id, level = dispatch.choose(chain, category["escalate"], _first_worker(conn))
     state = "assigned" if worker_id else "reported"
     fields = {
-        "district": district, "external_id": report.external_id, "category": report.category,
+        "district": district, "external_id": report.external_id, "category": category["code"],
         "description": report.description,
         "reported_at": reported_at, "channel": report.channel, "contact": report.contact, "photos": report.photos,
         "input_lon": report.lon, "input_lat": report.lat, "input_crs": source, "state": state,
@@ -103,7 +102,7 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
                      {"worker_id": worker_id})
     audit.record(conn, viewer, "incident.report", "incident", [incident_id],
                  after={"state": state, "version": 1, "worker_id": worker_id},
-                 detail={"channel": report.channel, "category": report.category, "external_id": report.external_id,
+                 detail={"channel": report.channel, "category": category["code"], "external_id": report.external_id,
                          "unassigned": unassigned})
     return db.get(conn, incident_id, viewer=viewer), True
 
@@ -224,10 +223,11 @@ def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path
     rows are kept, bad ones written to an errors file with the reason. Each row taken in is
     audited as an intake by `who` (default: `actor`). Returns counts and where errors went."""
     path = Path(path)
-    rows = importing.read_rows(path)
-    errors_path = Path(errors_path) if errors_path else path.with_name(path.stem + ".errors.csv")
+    source = importing.read_rows(path)
+    rows = source.rows
+    errors_path = Path(errors_path) if errors_path else source.errors_path()
     created = existing = 0
-    problems: list[tuple[int, str, str]] = []
+    problems: list[tuple[int, str]] = []
     zone = settings.get().tz
     with connect(url) as conn:
         locator_for = locator_on(conn)
@@ -240,18 +240,14 @@ def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path
                 created += was_new
                 existing += not was_new
             except GridmapError as exc:
-                problems.append((n, str(row.get("external_id") or ""), str(exc)))
+                problems.append((n, str(exc)))
             except psycopg.Error as exc:  # one row the database refuses does not stop the others
-                problems.append((n, str(row.get("external_id") or ""),
-                                 f"refused by the database: {exc.diag.message_primary or exc}"))
+                problems.append((n, f"refused by the database: {exc.diag.message_primary or exc}"))
             if n % 200 == 0:
                 progress("importing", n, len(rows))
         progress("importing", len(rows), len(rows))
     if problems:
-        with errors_path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["row", "external_id", "error"])
-            writer.writerows(problems)
+        source.write_errors(problems, errors_path)
     elif errors_path.exists():
         errors_path.unlink()
     return {"rows": len(rows), "created": created, "already_stored": existing, "errors": len(problems),

@@ -296,9 +296,10 @@ def test_import_keeps_valid_rows_reports_bad_ones_and_never_duplicates(sample_ur
     assert first.returncode == 0, first.stderr
     result = json.loads([line for line in first.stderr.splitlines() if line.startswith("{")][-1])
     assert (result["created"], result["errors"]) == (3, 2)
-    with open(result["errors_file"], encoding="utf-8") as handle:
+    with open(result["errors_file"], encoding="utf-8-sig") as handle:
         bad = list(csvmod.DictReader(handle))
     assert [b["row"] for b in bad] == ["3", "4"]
+    assert [b["description"] for b in bad] == ["不明飞行物", "坐标反了"]  # the rows whole, beside the reason
     assert "unknown category 'ufo'" in bad[0]["error"] and "latitude, longitude" in bad[1]["error"]
     again = run_cli("incidents", "import", str(path))
     result = json.loads([line for line in again.stderr.splitlines() if line.startswith("{")][-1])
