@@ -25,20 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geo.db.connection import database_url  # noqa: E402
-from geo.db.migrations import migrate  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from incidentdb import reused  # noqa: E402
 
 FLAT = "bench_incident_flat"
-
-
-def _url(base: str, db: str) -> str:
-    params = conninfo_to_dict(base)
-    params["dbname"] = db
-    return make_conninfo(**params)
 
 
 def _flat(conn: psycopg.Connection) -> None:
@@ -96,14 +89,9 @@ def main() -> None:
     parser.add_argument("--database", default="gridmap_bench_incidents")
     parser.add_argument("--n", type=int, default=2000, help="inputs per query")
     args = parser.parse_args()
-    url = _url(database_url(), args.database)
+    url, have = reused(args.database)
     rng = random.Random(1)
     with psycopg.connect(url) as conn:
-        migrate(conn)
-        conn.commit()
-        have = conn.execute("SELECT count(*) FROM incident").fetchone()[0]
-        if have < 100_000:
-            sys.exit(f"{args.database} holds {have:,} incidents: run bench/bench_stats.py first")
         _flat(conn)
         months = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'incident'::regclass").fetchone()[0]
         lo_id, hi_id = conn.execute("SELECT min(id), max(id) FROM incident").fetchone()
