@@ -93,7 +93,9 @@ async def create(request: Request, who: ReportCaller) -> JSONResponse:
         incident = await run_in_threadpool(store_it)
     except GridmapError as exc:
         return _error(400, str(exc))
-    notice = "outside every unit: a dispatcher will take it" if incident["unassigned"] else \
+    queue = incident.get("queue_street")
+    notice = (f"outside every unit: in the dispatchers' queue of {queue['name']}" if queue else
+              "outside every unit: in the district dispatchers' queue") if incident["unassigned"] else \
         f"assigned to {(incident.get('grid') or incident.get('community') or {}).get('name')}"
     return JSONResponse(jsonable_encoder([{"service_request_id": str(incident["id"]), "service_notice": notice,
                                            "account_id": None}]), status_code=201)

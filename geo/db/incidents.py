@@ -176,6 +176,20 @@ def open_in_closed_units(conn: psycopg.Connection, change_id: int) -> list[dict[
         """, [list(OPEN_STATES), change_id])
 
 
+QUEUE_WITHIN_M = 5000  # a report outside every unit waits for the dispatchers of a street this near
+
+
+def nearest_street(conn: psycopg.Connection, lon: float, lat: float, at: datetime) -> dict[str, Any] | None:
+    """The street valid at `at` nearest a point, within QUEUE_WITHIN_M (unit_id, code, name,
+    distance_m); None when there is none."""
+    return one(conn, """
+        SELECT unit_id, code, name, ST_Distance(geom::geography, p::geography) AS distance_m
+        FROM unit_version, ST_SetSRID(ST_Point(%(lon)s, %(lat)s), 4326) AS p
+        WHERE level = 'street' AND valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
+          AND ST_DWithin(geom::geography, p::geography, %(within)s)
+        ORDER BY geom <-> p, code LIMIT 1""", {"lon": lon, "lat": lat, "at": at, "within": QUEUE_WITHIN_M})
+
+
 def units_covering(conn: psycopg.Connection, lon: float, lat: float) -> dict[str, int | None]:
     """The current unit of each level covering a point (the lower code where two do)."""
     found: dict[str, int | None] = dict.fromkeys(LEVELS)
@@ -214,7 +228,7 @@ class Filter:
     ids: Sequence[int] | None = None
     states: Sequence[str] | None = None
     category: str | None = None
-    unit_id: int | None = None  # in this unit, at any level
+    unit_id: int | None = None  # in this unit, at any level (a street: and the reports in its queue)
     unassigned: bool | None = None
     start: datetime | None = None  # reported at or after
     end: datetime | None = None  # reported at or before
@@ -225,7 +239,7 @@ class Filter:
             ("id = ANY(%s)", None if self.ids is None else list(self.ids)),
             ("state = ANY(%s)", None if self.states is None else list(self.states)),
             ("category = %s", self.category),
-            (f"%s IN ({', '.join(_ID_COLUMNS)})", self.unit_id),
+            (f"%s IN ({', '.join(_ID_COLUMNS)}, queue_street_id)", self.unit_id),
             ("unassigned = %s", self.unassigned),
             ("reported_at >= %s", self.start),
             ("reported_at <= %s", self.end),
@@ -275,7 +289,7 @@ _WHOLE = """
            i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
            ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
            i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now,
-           """ + ",\n           ".join(_UNIT_AT_REPORT.format(level=lv) for lv in LEVELS) + """,
+           """ + ",\n           ".join(_UNIT_AT_REPORT.format(level=lv) for lv in (*LEVELS, "queue_street")) + """,
            e.ats, e.actors, e.froms, e.tos, e.notes, e.datas
     FROM {incidents} i JOIN incident_category c ON c.code = i.category
     LEFT JOIN worker w ON w.id = i.worker_id
@@ -305,5 +319,5 @@ def _incident(r: dict[str, Any]) -> dict[str, Any]:
         "deadline": r["deadline"],
         "overdue": overdue(r["state"], r["now"], r["deadline"], r["resolved_at"] or r["closed_at"]),
         "resolved_at": r["resolved_at"], "closed_at": r["closed_at"],
-        **{lv: r[lv] for lv in LEVELS}, "events": events,
+        **{lv: r[lv] for lv in LEVELS}, "queue_street": r["queue_street"], "events": events,
     }

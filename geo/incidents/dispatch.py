@@ -3,7 +3,8 @@
 A new incident goes to its grid's worker; with none there, or for a category the
 community handles (`escalate`), to a community worker; with nobody attached it waits,
 reported, for a dispatcher. A hand-over goes only to a worker or head of the incident's
-grid, or a community worker of its community.
+grid, or a community worker of its community. A report outside every unit has no grid or
+community: a dispatcher hands it to any active worker, saying why (it is never a dead end).
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ def choose(chain: Mapping[str, int | None], escalate: bool, first_worker: FirstW
 
 
 def hand_over_level(incident_id: int, worker_id: int, worker: Mapping[str, object] | None,
-                    grid_id: int | None, community_id: int | None) -> str:
+                    grid_id: int | None, community_id: int | None, reason: str | None = None) -> str:
     """The level that handles an incident handed to `worker` (a row: active, unit_id, role),
-    or InvalidInput when that worker may not take it."""
+    or InvalidInput when that worker may not take it. An incident outside every unit (no grid,
+    no community) goes to any active worker given a `reason`."""
     if worker is None or not worker["active"]:
         raise InvalidInput(f"no active worker with id {worker_id}")
+    if grid_id is None and community_id is None:
+        if not (reason or "").strip():
+            raise InvalidInput(f"incident {incident_id} lies outside every unit: any active worker may take it, "
+                               "with a reason: say why in note")
+        return "community" if worker["role"] == "community_worker" else "grid"
     if worker["unit_id"] == grid_id and worker["role"] in ("grid_worker", "grid_head"):
         return "grid"
     if worker["unit_id"] == community_id and worker["role"] == "community_worker":

@@ -81,6 +81,9 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     chain = {lv: (int(locator.units[lv].ids[i]) if i >= 0 else None) for lv, i in found.items()}
     unassigned = chain["street"] is None and chain["community"] is None and chain["grid"] is None
     district = codes.district_of({lv: (locator.units[lv].codes[i] if i >= 0 else None) for lv, i in found.items()})
+    queue = db.nearest_street(conn, lon, lat, reported_at) if unassigned else None
+    if queue is not None:  # outside every unit: the nearest street's dispatchers take it, in its district
+        district = codes.district_of({"street": queue["code"]})
     worker_id, level = dispatch.choose(chain, category["escalate"], _first_worker(conn))
     state = "assigned" if worker_id else "reported"
     fields = {
@@ -90,13 +93,14 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
         "input_lon": report.lon, "input_lat": report.lat, "input_crs": source, "state": state,
         **{f"{lv}_id": chain[lv] for lv in LEVELS}, "unassigned": unassigned, "handled_at_level": level,
         "worker_id": worker_id, "deadline": reported_at + timedelta(hours=category["deadline_hours"]),
+        "queue_street_id": queue["unit_id"] if queue else None,
     }
     incident_id = db.insert(conn, fields, lon, lat)
     if incident_id is None:  # the same external id arrived at the same moment: that one stands
         existing = db.by_external_id(conn, report.external_id or "")
         assert existing is not None
         return db.get(conn, existing, viewer=viewer), False
-    db.add_event(conn, incident_id, actor, None, "reported", "unassigned: outside every unit" if unassigned else None)
+    db.add_event(conn, incident_id, actor, None, "reported", _queued(queue) if unassigned else None)
     if worker_id:
         db.add_event(conn, incident_id, "dispatch", "reported", "assigned", f"to the {level}'s worker",
                      {"worker_id": worker_id})
@@ -105,6 +109,15 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
                  detail={"channel": report.channel, "category": category["code"], "external_id": report.external_id,
                          "unassigned": unassigned})
     return db.get(conn, incident_id, viewer=viewer), True
+
+
+def _queued(queue: dict[str, Any] | None) -> str:
+    """What the history says of a report outside every unit."""
+    if queue is None:
+        return (f"unassigned: outside every unit, no street within {db.QUEUE_WITHIN_M / 1000:g} km: "
+                "in the district's queue")
+    return (f"unassigned: outside every unit, {queue['distance_m']:.0f} m from street {queue['code']} {queue['name']}: "
+            "in its dispatchers' queue")
 
 
 # The open states an incident that is not open may move back into (a reopening).
@@ -151,12 +164,15 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
     if to_state == "assigned":
         if worker_id is None:
             worker_id, level = dispatch.choose(chain, db.escalates(conn, row["category"]), _first_worker(conn))
+            if worker_id is None and chain["grid"] is None and chain["community"] is None:
+                raise Conflict(f"incident {incident_id} lies outside every unit: hand it to a worker with "
+                               "worker_id, saying why in note")
             if worker_id is None:
                 raise Conflict(f"incident {incident_id}: no worker is attached to its grid or community; "
                                "name one with worker_id")
         else:
             level = dispatch.hand_over_level(incident_id, worker_id, workers.get(conn, worker_id),
-                                             chain["grid"], chain["community"])
+                                             chain["grid"], chain["community"], note)
         sets.update(worker_id=worker_id, handled_at_level=level, resolved_at=None, closed_at=None)
         data["worker_id"] = worker_id
     elif to_state == "resolved":
