@@ -64,14 +64,16 @@ def init(
         from datetime import datetime, timedelta
 
         from geo.usecases import incidents
+        from geo.usecases import workers as staff
 
-        # the sample's boundaries are taken to be in force for a year, and 60 days of
-        # generated incidents give the dispatch views something to show
+        # the sample's boundaries are taken to be in force for a year; a worker for every grid and
+        # community, and 60 days of generated incidents, give the dispatch views something to show
         now = datetime.now(UTC)
         with progress() as update:
             result = unit_work.load_district(sample or unit_work.SAMPLE_PATH, progress=update,
                                              valid_from=now - timedelta(days=365), actor=me())
             with connect() as conn:
+                result["worker"] = staff.staff_sample(conn, me())
                 result["incident"] = incidents.generate_sample(conn, SAMPLE_INCIDENTS, now - timedelta(days=60), now,
                                                                me(), progress=update)
         console.print("loaded sample district: " + ", ".join(f"{n} {lv}" for lv, n in result.items()))

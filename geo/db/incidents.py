@@ -8,7 +8,7 @@ A page of incidents is one query, whatever its size (and one more to count what 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,9 +108,21 @@ def add_event(conn: psycopg.Connection, incident_id: int, actor: str, from_state
     )
 
 
+Dispatcher = Callable[[int | None, int | None, str], tuple[int | None, str | None]]
+
+
+def _no_worker(grid: int | None, community: int | None, category: str) -> tuple[int | None, str | None]:
+    return None, None
+
+
 def insert_generated(conn: psycopg.Connection, locator: Locator, columns: dict[str, np.ndarray],
-                     progress: Progress = no_progress) -> int:
-    """Assign generated incidents to their units (in bulk) and COPY them in."""
+                     progress: Progress = no_progress, dispatcher: Dispatcher = _no_worker) -> int:
+    """Assign generated incidents to their units (in bulk), COPY them in and give each the history
+    its state implies. `dispatcher(grid, community, category)` names the worker and level taking
+    one (as intake would); an incident nobody could take stays `reported` (or its `rejected` or
+    `duplicate`), since no other state is reachable without a worker. One outside every unit
+    waits in the nearest street's queue, as intake puts it."""
+    first_id: int = value(conn, "SELECT coalesce(max(id), 0) FROM incident")
     found = locator.locate(columns["lon"], columns["lat"])
     ids = {lv: np.where(found[lv] >= 0, locator.units[lv].ids[np.maximum(found[lv], 0)]
                         if len(locator.units[lv].ids) else 0, 0) for lv in LEVELS}
@@ -122,25 +134,75 @@ def insert_generated(conn: psycopg.Connection, locator: Locator, columns: dict[s
         return locator.units[level].codes[at] if at >= 0 else None
 
     cols = ("district", "category", "reported_at", "channel", "input_lon", "input_lat", "input_crs", "geom", "state",
-            *(f"{lv}_id" for lv in LEVELS), "unassigned", "deadline", "resolved_at", "closed_at")
+            *(f"{lv}_id" for lv in LEVELS), "unassigned", "deadline", "resolved_at", "closed_at", "worker_id",
+            "handled_at_level")
     with conn.cursor().copy(f"COPY incident ({', '.join(cols)}) FROM STDIN") as copy:
         for i in range(n):
             lon, lat = float(columns["lon"][i]), float(columns["lat"][i])
             state = str(columns["state"][i])
+            worker, level = dispatcher(int(ids["grid"][i]) or None, int(ids["community"][i]) or None,
+                                       str(columns["category"][i]))
+            if state in ("rejected", "duplicate"):  # turned away at triage, before anyone took it
+                worker, level = None, None
+            elif worker is None:
+                state = "reported"
             resolved = columns["resolved_at"][i]
-            resolved_at = None if np.isnat(resolved) else resolved.astype(datetime).isoformat() + "+00:00"
+            resolved_at = None if np.isnat(resolved) or state not in ("resolved", "closed") else \
+                resolved.astype(datetime).isoformat() + "+00:00"
             copy.write_row((
                 district_of({lv: code(lv, i) for lv in ("street", "community", "grid")}), columns["category"][i],
                 columns["reported_at"][i].astype(datetime).isoformat() + "+00:00",
                 columns["channel"][i], lon, lat, "EPSG:4326", f"SRID=4326;POINT({lon!r} {lat!r})", state,
                 *((int(ids[lv][i]) or None) for lv in LEVELS), bool(unassigned[i]),
                 columns["deadline"][i].astype(datetime).isoformat() + "+00:00",
-                resolved_at, resolved_at if state == "closed" else None,
+                resolved_at, resolved_at if state == "closed" else None, worker, level,
             ))
             if i % 50_000 == 0:
                 progress("incidents", i, n)
     progress("incidents", n, n)
+    _queue_generated(conn, first_id)
+    _histories(conn, first_id)
     return n
+
+
+def _queue_generated(conn: psycopg.Connection, first_id: int) -> None:
+    """Generated incidents outside every unit into the nearest street's queue, and its district."""
+    conn.execute(f"""
+        UPDATE incident i SET queue_street_id = q.unit_id, district = left(q.code, 6)
+        FROM incident o CROSS JOIN LATERAL (
+            SELECT unit_id, code FROM unit_version v
+            WHERE v.level = 'street' AND v.valid_from <= o.reported_at
+              AND (v.valid_to IS NULL OR v.valid_to > o.reported_at)
+              AND ST_DWithin(v.geom::geography, o.geom::geography, {QUEUE_WITHIN_M})
+            ORDER BY v.geom <-> o.geom, v.code LIMIT 1) q
+        WHERE o.id > %(first)s AND o.unassigned AND i.id = o.id AND i.reported_at = o.reported_at
+          AND q.code ~ '^[0-9]{{6}}'""", {"first": first_id})
+
+
+def _histories(conn: psycopg.Connection, first_id: int) -> None:
+    """Each generated incident's events, as the lifecycle would have written them: reported,
+    handed to its worker a minute later, started, resolved and closed at its times (or
+    rejected, or marked a duplicate, within the hour)."""
+    conn.execute("""
+        INSERT INTO incident_event (incident_id, district, incident_reported_at, at, actor, from_state, to_state,
+                                    note, data)
+        SELECT i.id, i.district, i.reported_at, e.at, e.actor, e.from_state, e.to_state, e.note, e.data
+        FROM incident i LEFT JOIN worker w ON w.id = i.worker_id
+        CROSS JOIN LATERAL (VALUES
+            (0, i.reported_at, i.channel, NULL, 'reported',
+             CASE WHEN i.unassigned THEN 'unassigned: outside every unit' END, '{}'::jsonb, true),
+            (1, i.reported_at + interval '1 minute', 'dispatch', 'reported', 'assigned',
+             'to the ' || i.handled_at_level || '''s worker', jsonb_build_object('worker_id', i.worker_id),
+             i.worker_id IS NOT NULL),
+            (2, i.reported_at + least(interval '30 minutes', (coalesce(i.resolved_at, now()) - i.reported_at) / 2),
+             w.name, 'assigned', 'in_progress', NULL, '{}'::jsonb, i.state IN ('in_progress', 'resolved', 'closed')),
+            (3, i.resolved_at, w.name, 'in_progress', 'resolved', NULL, '{}'::jsonb, i.state IN ('resolved', 'closed')),
+            (4, i.closed_at, 'dispatch', 'resolved', 'closed', NULL, '{}'::jsonb, i.state = 'closed'),
+            (5, i.reported_at + interval '40 minutes', 'dispatch', 'reported', i.state, NULL, '{}'::jsonb,
+             i.state IN ('rejected', 'duplicate'))
+        ) AS e(step, at, actor, from_state, to_state, note, data, happened)
+        WHERE i.id > %s AND e.happened
+        ORDER BY i.id, e.step""", [first_id])
 
 
 # ---- lifecycle ------------------------------------------------------------------------------

@@ -43,6 +43,21 @@ def first_active(conn: psycopg.Connection, role: str, unit_id: int | None) -> in
     return found
 
 
+def first_active_all(conn: psycopg.Connection) -> dict[tuple[str, int], int]:
+    """`first_active` for every (role, unit) at once."""
+    rows = conn.execute("SELECT DISTINCT ON (role, unit_id) role, unit_id, id FROM worker "
+                        "WHERE active AND unplaced_since IS NULL ORDER BY role, unit_id, id").fetchall()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def units_without(conn: psycopg.Connection, role: str, level: str) -> list[int]:
+    """The current units of `level` with no active worker of `role`, by code."""
+    return [r[0] for r in conn.execute(
+        "SELECT v.unit_id FROM unit_version v WHERE v.valid_to IS NULL AND v.level = %s AND NOT EXISTS ("
+        "SELECT 1 FROM worker w WHERE w.active AND w.role = %s AND w.unit_id = v.unit_id) ORDER BY v.code",
+        [level, role])]
+
+
 def get(conn: psycopg.Connection, worker_id: int) -> dict[str, Any] | None:
     return one(conn, f"SELECT {_COLUMNS} FROM worker WHERE id = %s", [worker_id])
 

@@ -78,5 +78,19 @@ def generate(locator: Locator, n: int, start: datetime, end: datetime, seed: int
     }
 
 
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰红梅琳建国志新春海燕云飞鹏辉波宁"
+
+
+def worker_names(n: int, seed: int = 1) -> list[str]:
+    """n plausible Chinese names (a surname and one or two given characters), for a sample's workers."""
+    rng = np.random.default_rng(seed)
+    names = []
+    for _ in range(n):
+        given = "".join(rng.choice(list(_GIVEN), int(rng.integers(1, 3))))
+        names.append(str(rng.choice(list(_SURNAMES))) + given)
+    return names
+
+
 def window_for_year(end: datetime) -> tuple[datetime, datetime]:
     return end - timedelta(days=365), end

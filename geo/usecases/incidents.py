@@ -272,13 +272,21 @@ def import_file(path: str | Path, *, crs: str = "wgs84", errors_path: str | Path
 
 def store_sample(conn: psycopg.Connection, locator: Locator, columns: dict[str, np.ndarray], who: str | Identity,
                  progress: Progress = no_progress) -> int:
-    """Store generated incidents (geo/incidents/sample.py) in one transaction, audited."""
+    """Store generated incidents (geo/incidents/sample.py) in one transaction, audited: each goes
+    to the worker intake would give it (none: it stays reported), with the history its state implies."""
+    staff = workers.first_active_all(conn)
+    escalating = {c["code"] for c in db.categories(conn) if c["escalate"]}
+
+    def dispatcher(grid: int | None, community: int | None, category: str) -> tuple[int | None, str | None]:
+        return dispatch.choose({"grid": grid, "community": community}, category in escalating,
+                               lambda role, unit: staff.get((role, unit)) if unit else None)
+
     with conn.transaction():
         if len(columns["reported_at"]):  # their months first: none waits in incident_default
             times = columns["reported_at"]
             incident_months.make_between(conn, *(t.astype(datetime).replace(tzinfo=UTC)
                                                  for t in (times.min(), times.max())))
-        count = db.insert_generated(conn, locator, columns, progress)
+        count = db.insert_generated(conn, locator, columns, progress, dispatcher)
         audit.record(conn, who, "incidents.sample", "incident", [], detail={"count": count, "generated": True})
     return count
 

@@ -23,6 +23,7 @@ from geo.db import incidents as incident_db
 from geo.db.rows import transaction_time
 from geo.errors import InvalidInput
 from geo.incidents import dispatch
+from geo.incidents import sample as generated
 from geo.incidents.lifecycle import check_text
 from geo.security.identity import Identity, as_identity
 
@@ -59,6 +60,16 @@ def add_worker(conn: psycopg.Connection, name: str, role: str, unit_id: int, pho
         audit.record(conn, viewer, "worker.add", "worker", [worker["id"]],
                      after={"name": name, "role": role, "unit_id": unit_id})
         return workers.read(conn, worker["id"], viewer=viewer)
+
+
+def staff_sample(conn: psycopg.Connection, who: str | Identity = "gridmap", seed: int = 1) -> int:
+    """A demo's staff: a grid worker for every current grid and a community worker for every
+    current community that has none (generated names); how many were added."""
+    wanted = [(role, unit) for role, level in (("grid_worker", "grid"), ("community_worker", "community"))
+              for unit in workers.units_without(conn, role, level)]
+    for (role, unit), name in zip(wanted, generated.worker_names(len(wanted), seed), strict=True):
+        add_worker(conn, name, role, unit, who=who)
+    return len(wanted)
 
 
 def _changes(changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -346,7 +346,7 @@ def test_generated_sample_incidents_look_like_a_city(sample_url):
     with psycopg.connect(sample_url) as conn:
         total, assigned, categories, open_ = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE grid_id IS NOT NULL), count(DISTINCT category), "
-            "count(*) FILTER (WHERE state IN ('assigned', 'in_progress')) FROM incident").fetchone()
+            "count(*) FILTER (WHERE state IN ('reported', 'assigned', 'in_progress')) FROM incident").fetchone()
         by_hour = dict(conn.execute(
             "SELECT extract(hour FROM reported_at AT TIME ZONE 'Asia/Shanghai')::int, count(*) FROM incident GROUP BY 1"
         ).fetchall())
@@ -356,6 +356,52 @@ def test_generated_sample_incidents_look_like_a_city(sample_url):
     assert categories == 11 and open_ > 0
     assert by_hour.get(10, 0) > 5 * by_hour.get(3, 0)  # the daily rhythm, Beijing time: 10 a.m. vs 3 a.m.
     assert busiest_grid > 5 * 3000 / 329  # hot spots
+    _only_states_the_lifecycle_reaches(sample_url)
+
+
+def _only_states_the_lifecycle_reaches(url: str) -> None:
+    """Every incident in a state its history leads to, with a worker wherever one is needed."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("""
+            SELECT i.state, i.worker_id, i.unassigned, i.queue_street_id,
+                   array_agg(e.to_state ORDER BY e.id), array_agg(e.from_state ORDER BY e.id)
+            FROM incident i JOIN incident_event e ON e.incident_id = i.id
+            GROUP BY i.id, i.district, i.reported_at""").fetchall()
+        total = conn.execute("SELECT count(*) FROM incident").fetchone()[0]
+    assert len(rows) == total  # every incident has a history
+    for state, worker, unassigned, _, tos, froms in rows:
+        assert tos[-1] == state and tos[0] == "reported" and froms[0] is None
+        assert all(b in TRANSITIONS[a] for a, b in zip(tos, tos[1:], strict=False)), tos
+        assert froms[1:] == tos[:-1]
+        if state in ("assigned", "in_progress", "resolved", "closed"):
+            assert worker is not None, (state, tos)
+        if unassigned:
+            assert state in ("reported", "rejected", "duplicate") or worker is not None
+
+
+def test_the_sample_comes_with_staff_and_incidents_dispatched_to_them(sample_url):
+    from geo.usecases import incidents as intake
+    from geo.usecases import workers as staff
+
+    with psycopg.connect(sample_url) as conn:
+        added = staff.staff_sample(conn, "test")
+        conn.commit()
+        assert staff.staff_sample(conn, "test") == 0  # once
+        grids, communities = conn.execute(
+            "SELECT count(*) FILTER (WHERE level = 'grid'), count(*) FILTER (WHERE level = 'community') "
+            "FROM unit_version WHERE valid_to IS NULL").fetchone()
+        assert added == grids + communities
+        names = [r[0] for r in conn.execute("SELECT name FROM worker")]
+        assert all(2 <= len(n) <= 3 for n in names)
+        end = datetime.now(UTC)
+        intake.generate_sample(conn, 2000, end - timedelta(days=30), end, "test")
+        conn.commit()
+        states = dict(conn.execute("SELECT state, count(*) FROM incident GROUP BY 1").fetchall())
+        escalated = conn.execute(
+            "SELECT count(*) FROM incident i JOIN incident_category c ON c.code = i.category "
+            "WHERE c.escalate AND i.worker_id IS NOT NULL AND i.handled_at_level <> 'community'").fetchone()[0]
+    assert {"assigned", "in_progress", "resolved", "closed"} <= set(states) and escalated == 0
+    _only_states_the_lifecycle_reaches(sample_url)
 
 
 def test_after_a_split_of_a_grid_its_open_incidents_go_to_the_part_holding_them(db_url, tmp_path, start_server):

@@ -22,10 +22,11 @@ from playwright.sync_api import sync_playwright
 
 from geo.coords.datums import wgs84_to_gcj02
 from geo.db import units
-from geo.db.incidents import insert_generated
 from geo.incidents import sample as incident_sample
 from geo.locate.index import metres_per_degree
+from geo.usecases import incidents as intake
 from geo.usecases import plans
+from geo.usecases import workers as staff
 from tests.browser.maps_browser import MapPage, launch
 from tests.conftest import ROOT, launch_server, stop_server
 
@@ -37,14 +38,15 @@ OPEN = ("reported", "assigned", "in_progress")
 
 @pytest.fixture(scope="module")
 def maps_db(databases, sample_template) -> str:
-    """The sample district with 1,200 generated incidents over 14 days and two plans."""
+    """The sample district, staffed as `gridmap init` staffs it, with 1,200 generated incidents
+    over 14 days dispatched to its workers, and two plans."""
     url = databases.url(databases.create(template=sample_template, prefix="gridmap_test_maps"))
     with psycopg.connect(url) as conn:
+        staff.staff_sample(conn, "test")
         locator = units.locator(conn)
         end = datetime.now(UTC)
         columns = incident_sample.generate(locator, 1200, end - timedelta(days=14), end, seed=3)
-        with conn.transaction():
-            insert_generated(conn, locator, columns)
+        intake.store_sample(conn, locator, columns, "test")
         oversized = conn.execute(
             "SELECT unit_id FROM unit_version WHERE valid_to IS NULL AND level = 'community' "
             "ORDER BY households DESC LIMIT 1").fetchone()[0]
@@ -292,6 +294,10 @@ def test_dispatch_shows_every_open_incident_with_its_grid_chain_and_worker(open_
         "FROM unit_version g JOIN unit_version c ON c.unit_id = g.community_id AND c.valid_to IS NULL "
         "JOIN unit_version s ON s.unit_id = g.street_id AND s.valid_to IS NULL "
         "WHERE g.valid_to IS NULL AND g.level = 'grid' ORDER BY g.code OFFSET 7 LIMIT 1").fetchone()
+    # (the grid's own worker, staffed as the sample is, steps aside: the new one takes its reports)
+    for held in httpx.get(app_url + "/workers", params={"unit_id": grid_id}).json():
+        if held["unit"]["id"] == grid_id:
+            assert httpx.delete(f"{app_url}/workers/{held['id']}").status_code == 200
     worker = httpx.post(app_url + "/workers", json={"name": "王网格员", "role": "grid_worker", "unit_id": grid_id})
     assert worker.status_code == 201, worker.text
     report = httpx.post(app_url + "/incidents", json={"category": "manhole", "lon": lon, "lat": lat,
@@ -334,6 +340,8 @@ def test_dispatch_refresh_picks_up_a_new_incident_in_place(open_map, db, app_url
     incident = new.json()
     page.wait(f"gridmap.markers[{incident['id']}] !== undefined")
     assert page.js("gridmap.counts.markers") == before + 1
+    # (shown on its own, out of any cluster: reports just outside the district sit near it)
+    page.js(f"""new Promise(done => gridmap.cluster.zoomToShowLayer(gridmap.markers[{incident['id']}], done))""")
     assert page.js(f"gridmap.markers[{incident['id']}].getElement().className").count(f"gm-state-{incident['state']}")
     # a dispatcher rejects it elsewhere: it leaves the map (open incidents only) on the next refresh
     moved = httpx.post(f"{app_url}/incidents/{incident['id']}/transitions",

@@ -62,3 +62,9 @@ def test_migrate_and_init_on_a_new_cluster_load_the_sample_once(cluster_env):
         assert conn.execute("SELECT count(*) FROM change_set").fetchone()[0] == 1
         assert conn.execute(
             "SELECT count(*) FROM unit_version WHERE level = 'grid'").fetchone()[0] > 250
+        # the demo's staff: every grid and community has its worker, and incidents went to them
+        unstaffed = conn.execute(
+            "SELECT count(*) FROM unit_version v WHERE v.valid_to IS NULL AND v.level IN ('grid', 'community') "
+            "AND NOT EXISTS (SELECT 1 FROM worker w WHERE w.unit_id = v.unit_id AND w.active)").fetchone()[0]
+        handled = conn.execute("SELECT count(*) FROM incident WHERE worker_id IS NOT NULL").fetchone()[0]
+        assert unstaffed == 0 and handled > 1000
