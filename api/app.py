@@ -16,6 +16,7 @@
     api/errors.py            each kind of error to its status, and the one error shape
     api/deps.py              what routes share: the caller, a connection, bbox, as-of
     api/answers.py           heavy answers shared by callers asking the same at once (/stats)
+    api/georeport.py         Open311 GeoReport answers and errors, JSON or XML
     api/limits.py            the request body size limit (413)
     api/openapi.py           the OpenAPI document, with the one error shape every error answer has
 

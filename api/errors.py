@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from shapely.errors import GEOSException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import georeport
 from geo.db import pool
 from geo.errors import Conflict, Gone, GridmapError, InvalidInput, NotFound, SetupError
 
@@ -93,8 +94,11 @@ class ErrorResponse(JSONResponse):
 
 
 def answer(request: Request, body: dict[str, Any], status_code: int,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    """gridmap's error body; under /open311/ the GeoReport v2 one, [{code, description}]."""
+           headers: dict[str, str] | None = None) -> Response:
+    """gridmap's error body; under /open311/ the GeoReport v2 one, [{code, description}] (in XML
+    for a path ending .xml)."""
+    if request.url.path.startswith(OPEN311_PREFIX) and georeport.format_of(request.url.path) == "xml":
+        return georeport.error("xml", status_code, body["detail"], headers)
     if request.url.path.startswith(OPEN311_PREFIX):
         return ErrorResponse([{"code": status_code, "description": body["detail"]}],
                              status_code=status_code, headers=headers)

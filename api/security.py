@@ -10,7 +10,8 @@ roles hold it.
 `check_routes(app)` refuses to build an app with a route that names no permission and is
 not in PUBLIC, so a new route cannot be left open by mistake.
 
-Credentials: `Authorization: Bearer <key>` or `X-API-Key: <key>`, or, for GET and HEAD
+Credentials: `Authorization: Bearer <key>` or `X-API-Key: <key>` (on /open311 also the
+GeoReport `api_key` field or parameter), or, for GET and HEAD
 only, the signed session cookie /login sets (so a cookie never authorises a write and a
 cross-site form cannot use it). No credentials: 401 with WWW-Authenticate; a browser asking
 for a map page is sent to /login instead. The wrong role: 403. Both name what is needed.
@@ -43,7 +44,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import ErrorResponse, Forbidden, Unauthorized, kind_of, page_answer, status_of, wants_page
+from api.errors import Forbidden, Unauthorized, answer, kind_of, page_answer, status_of, wants_page
 from geo import settings as config
 from geo.db import keys, pool
 from geo.security.identity import ANONYMOUS, PERMISSIONS, Identity, roles_with
@@ -172,7 +173,7 @@ async def auth_error(request: Request, exc: Exception) -> Response:
             challenge += ', error="invalid_token"'
         headers = {"WWW-Authenticate": challenge}
     body = {"error": kind_of(exc), "detail": str(exc), **_needs(exc.permission)}
-    return ErrorResponse(body, status_code=status_of(exc), headers=headers)
+    return answer(request, body, status_of(exc), headers)  # (GeoReport's shape under /open311/)
 
 
 # ---------------------------------------------------------------------------
@@ -220,6 +221,11 @@ def forget_key(key_id: int) -> None:
     _cache.forget_key(key_id)
 
 
+# A key a facade found in the request itself (Open311 clients send `api_key` as a form field or
+# query parameter): api/routes/open311.py puts it here, and it counts as if sent in X-API-Key.
+KEY_IN_REQUEST = "gridmap.key_in_request"
+
+
 def _presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is not None:
@@ -229,7 +235,10 @@ def _presented_key(request: Request) -> str | None:
                                invalid=True)
         return value.strip()
     key = request.headers.get("x-api-key")
-    return key.strip() if key is not None else None
+    if key is not None:
+        return key.strip()
+    found = request.scope.get(KEY_IN_REQUEST)
+    return str(found).strip() if found else None
 
 
 def _lookup_key(key: str) -> Identity | None:

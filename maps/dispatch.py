@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from geo.incidents.lifecycle import OPEN_STATES, STATES
+from geo.incidents.lifecycle import OPEN_STATES, STATE_ZH, STATES
 from maps import overview, page
 
 MAX_MARKERS = 10_000
 REFRESH_S = 20
 LEVELS = ("street", "community", "grid")  # the boundaries the dispatch map draws
-STATE_ZH = {"reported": "待派单", "assigned": "已派单", "in_progress": "处置中", "resolved": "已办结",
-            "closed": "已关闭", "rejected": "已驳回", "duplicate": "重复件"}
 # one character on each marker (the category at a glance)
 GLYPH = {"manhole": "井", "road_damage": "路", "garbage": "垃", "noise": "噪", "water_leak": "水",
          "street_light": "灯", "dispute": "纠", "parking": "停", "illegal_building": "违", "fire_hazard": "火",

@@ -41,7 +41,8 @@ class ReportIn(BaseModel):
     """A report: where (lon/lat in `crs`), what (category, description, photos), who and when."""
 
     model_config = ConfigDict(extra="forbid")
-    category: str = Field(..., max_length=64, description="e.g. manhole, garbage, noise (see incident_category)")
+    category: str = Field(..., max_length=64, description="a code (manhole, garbage, noise), its Chinese name "
+                          "(井盖缺失) or an alias (井盖): GET /categories")
     lon: float
     lat: float
     crs: str = Field("wgs84", max_length=64, description="wgs84, gcj02 (WeChat, Amap), bd09, cgcs2000, EPSG:nnnn")
@@ -52,6 +53,8 @@ class ReportIn(BaseModel):
     photos: list[str] = Field(default_factory=list, max_length=lifecycle.MAX_PHOTOS)
     external_id: str | None = Field(None, max_length=200, description="the source system's id: "
                                     "a report already stored under it is not stored twice")
+    address: str | None = Field(None, max_length=lifecycle.MAX_ADDRESS, description="the place as the reporter "
+                                "wrote it (kept beside the point, not used to place it)")
 
 
 class TransitionIn(BaseModel):

@@ -19,10 +19,10 @@ from psycopg.types.json import Jsonb
 
 from geo.db.rows import dicts, one, value
 from geo.errors import InvalidInput, NotFound
-from geo.incidents.lifecycle import OPEN_STATES, overdue
+from geo.incidents.lifecycle import OPEN_STATES, STATE_ZH, overdue
 from geo.locate.locator import Locator
 from geo.security.identity import Identity
-from geo.security.privacy import incident_for
+from geo.security.privacy import incident_for, text_for
 from geo.units.codes import district_of
 from geo.units.levels import LEVELS
 from geo.units.model import Progress, no_progress
@@ -290,6 +290,7 @@ class Filter:
     ids: Sequence[int] | None = None
     states: Sequence[str] | None = None
     category: str | None = None
+    categories: Sequence[str] | None = None  # any of these
     unit_id: int | None = None  # in this unit, at any level (a street: and the reports in its queue)
     unassigned: bool | None = None
     start: datetime | None = None  # reported at or after
@@ -301,6 +302,7 @@ class Filter:
             ("id = ANY(%s)", None if self.ids is None else list(self.ids)),
             ("state = ANY(%s)", None if self.states is None else list(self.states)),
             ("category = %s", self.category),
+            ("category = ANY(%s)", None if self.categories is None else list(self.categories)),
             (f"%s IN ({', '.join(_ID_COLUMNS)}, queue_street_id)", self.unit_id),
             ("unassigned = %s", self.unassigned),
             ("reported_at >= %s", self.start),
@@ -347,7 +349,7 @@ _UNIT_AT_REPORT = """(SELECT json_build_object('id', v.unit_id, 'code', v.code, 
     ORDER BY (v.valid_from <= i.reported_at AND (v.valid_to IS NULL OR v.valid_to > i.reported_at)) DESC,
              v.version DESC LIMIT 1) AS {level}"""
 _WHOLE = """
-    SELECT i.id, i.external_id, i.category, c.name_zh AS category_zh, i.description, i.reported_at,
+    SELECT i.id, i.external_id, i.category, c.name_zh AS category_zh, i.description, i.address, i.reported_at,
            i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
            ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
            i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now,
@@ -364,6 +366,20 @@ _WHOLE = """
 """
 
 
+def updates(conn: psycopg.Connection, start: datetime | None, end: datetime | None, limit: int, *,
+            viewer: Identity) -> list[dict[str, Any]]:
+    """Every change of state in [start, end), oldest first (at most `limit`): its id, the
+    incident's, when, from and to which state, its note (as `viewer` may see it)."""
+    rows = dicts(conn, """
+        SELECT id, incident_id, at, from_state, to_state, note FROM incident_event
+        WHERE (%(start)s::timestamptz IS NULL OR at >= %(start)s) AND (%(end)s::timestamptz IS NULL OR at < %(end)s)
+        ORDER BY at, id LIMIT %(limit)s""", {"start": start, "end": end, "limit": limit})
+    for r in rows:
+        r["label"] = f"{STATE_ZH.get(r['to_state'], r['to_state'])} {r['to_state']}"
+        r["note"] = text_for(r["note"], viewer)
+    return rows
+
+
 def _incident(r: dict[str, Any]) -> dict[str, Any]:
     events = [{"at": at, "actor": actor, "from": from_, "to": to, "note": note, "data": data}
               for at, actor, from_, to, note, data in zip(r["ats"] or [], r["actors"] or [], r["froms"] or [],
@@ -371,7 +387,8 @@ def _incident(r: dict[str, Any]) -> dict[str, Any]:
                                                           strict=True)]
     return {
         "id": r["id"], "external_id": r["external_id"], "category": r["category"], "category_zh": r["category_zh"],
-        "description": r["description"], "reported_at": r["reported_at"], "received_at": r["received_at"],
+        "description": r["description"], "address": r["address"], "reported_at": r["reported_at"],
+        "received_at": r["received_at"],
         "channel": r["channel"], "contact": r["contact"], "photos": r["photos"],
         "input": {"lon": r["input_lon"], "lat": r["input_lat"], "crs": r["input_crs"]},
         "wgs84": {"lon": r["lon"], "lat": r["lat"]},

@@ -28,10 +28,14 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "rejected": ("reported",),
     "duplicate": ("reported",),
 }
+# what each state is called on the maps and in Open311 updates
+STATE_ZH = {"reported": "待派单", "assigned": "已派单", "in_progress": "处置中", "resolved": "已办结",
+            "closed": "已关闭", "rejected": "已驳回", "duplicate": "重复件"}
 CHANNELS = ("hotline", "wechat", "app", "patrol", "rider", "web", "open311", "import")
 MAX_PHOTOS = 20
 MAX_DESCRIPTION = 5000
 MAX_SHORT_TEXT = 200  # external_id, contact
+MAX_ADDRESS = 500
 FUTURE_SLACK = timedelta(minutes=10)  # clocks of phones and hotline systems drift
 OLDEST_REPORT = timedelta(days=3653)
 
@@ -64,6 +68,7 @@ class Report:
     contact: str | None = None
     photos: list[str] = field(default_factory=list)
     external_id: str | None = None
+    address: str | None = None  # as the reporter wrote it
 
 
 def check_report(report: Report, now: datetime) -> datetime:
@@ -73,10 +78,13 @@ def check_report(report: Report, now: datetime) -> datetime:
     if len(report.description) > MAX_DESCRIPTION:
         raise InvalidInput(f"description is longer than {MAX_DESCRIPTION} characters")
     for text, what in ((report.description, "description"), (report.contact or "", "contact"),
+                       (report.address or "", "address"),
                        (report.external_id or "", "external_id"), (report.category, "category")):
         check_text(text, what)
     if len(report.external_id or "") > MAX_SHORT_TEXT or len(report.contact or "") > MAX_SHORT_TEXT:
         raise InvalidInput(f"external_id and contact are at most {MAX_SHORT_TEXT} characters")
+    if len(report.address or "") > MAX_ADDRESS:
+        raise InvalidInput(f"address is at most {MAX_ADDRESS} characters")
     if len(report.photos) > MAX_PHOTOS:
         raise InvalidInput(f"at most {MAX_PHOTOS} photos a report, not {len(report.photos)}")
     for url in report.photos:

@@ -84,13 +84,14 @@ def mask_contact(text: str | None) -> str | None:
 
 
 def incident_for(item: dict[str, Any], viewer: Identity) -> dict[str, Any]:
-    """An incident as `viewer` may see it: contact, description and event notes masked
+    """An incident as `viewer` may see it: contact, description, address and event notes masked
     unless the viewer holds `contact`."""
     if viewer.can("contact"):
         return item
     masked = dict(item)
     masked["contact"] = mask_contact(item.get("contact"))
     masked["description"] = mask_text(item.get("description"))
+    masked["address"] = mask_text(item.get("address"))
     if item.get("events"):
         masked["events"] = [event | {"note": mask_text(event.get("note"))} for event in item["events"]]
     return masked

@@ -88,7 +88,7 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     state = "assigned" if worker_id else "reported"
     fields = {
         "district": district, "external_id": report.external_id, "category": category["code"],
-        "description": report.description,
+        "description": report.description, "address": report.address or None,
         "reported_at": reported_at, "channel": report.channel, "contact": report.contact, "photos": report.photos,
         "input_lon": report.lon, "input_lat": report.lat, "input_crs": source, "state": state,
         **{f"{lv}_id": chain[lv] for lv in LEVELS}, "unassigned": unassigned, "handled_at_level": level,

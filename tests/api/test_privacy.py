@@ -55,7 +55,7 @@ def planted(secured, http):
         "path": {"unit_id": grid, "incident_id": incident["id"], "plan_id": plan.json()["id"],
                  "collectionId": "incidents", "featureId": incident["id"], "request_id": incident["id"],
                  "level": "grid", "z": z, "x": x, "y": y, "path": "gridmap/gridmap.css",
-                 "worker_id": worker.json()["id"]},
+                 "worker_id": worker.json()["id"], "fmt": "json"},
         "query": {"level": "grid", "unit_id": grid, "from": "2020-01-01", "to": "2100-01-01", "q": "网格",
                   "bbox": f"{LON - 0.01},{LAT - 0.01},{LON + 0.01},{LAT + 0.01}", "lon": LON, "lat": LAT},
         "community": unit,
@@ -106,7 +106,8 @@ def test_no_route_shows_a_contact_to_a_role_without_the_contact_permission(secur
     assert not leaks, "\n".join(leaks)
     # the routes that carry incidents and workers were reached, not refused
     for path in ("/incidents/{incident_id}", "/incidents", "/workers", "/workers/{worker_id}", "/maps/api/incidents",
-                 "/open311/v2/requests.json", "/open311/v2/requests/{request_id}.json",
+                 "/open311/v2/requests.{fmt}", "/open311/v2/requests/{request_id}.{fmt}",
+                 "/open311/v2/servicerequestupdates.{fmt}",
                  "/ogc/collections/{collectionId}/items", "/audit"):
         expected = 403 if path == "/audit" else 200
         assert answered.get(path) == expected, (path, answered.get(path))
