@@ -22,6 +22,7 @@ from api.deps import (
     ReadCaller,
     ReportCaller,
     encoded,
+    encoded_rows,
     paging,
     spare_connection,
     time_of,
@@ -64,6 +65,8 @@ class TransitionIn(BaseModel):
     actor: str = Field(..., min_length=1, max_length=200)
     note: str | None = Field(None, max_length=5000)
     worker_id: int | None = Field(None, description="with to=assigned: the worker to hand it to")
+    duplicate_of: int | None = Field(None, description="with to=duplicate: the incident it repeats (linked both "
+                                                        "ways: that one lists it in `duplicates`)")
 
 
 @router.post("/incidents", status_code=201, summary="Report an incident; it is assigned and dispatched at once")
@@ -98,8 +101,17 @@ def list_incidents(
 def move(incident_id: int, body: TransitionIn, conn: Conn, who: DispatchCaller) -> dict[str, Any]:
     with conn.transaction():
         incident = intake.transition(conn, incident_id, body.to, expected_version=body.version,
-                                     actor=body.actor, note=body.note, worker_id=body.worker_id, who=who)
+                                     actor=body.actor, note=body.note, worker_id=body.worker_id, who=who,
+                                     duplicate_of=body.duplicate_of)
     return encoded(incident)
+
+
+@router.get("/incidents/{incident_id}/similar", summary="Reports an incident may repeat: same category, near, recent")
+def similar(incident_id: int, conn: Conn, who: ReadCaller,
+            within_m: Annotated[float, Query(gt=0, le=1000, description="how near, metres")] = 50,
+            days: Annotated[float, Query(gt=0, le=90, description="how recent, days")] = 7) -> list[dict[str, Any]]:
+    incidents.get(conn, incident_id, viewer=who)  # 404 for an unknown one
+    return encoded_rows(incidents.similar(conn, incident_id, viewer=who, within_m=within_m, days=days))
 
 
 @router.get("/categories", summary="Incident categories: code, Chinese name, deadline, escalation, aliases")

@@ -143,6 +143,8 @@ async def create(fmt: str, request: Request, who: ReportCaller) -> Response:
     notice = (f"outside every unit: in the dispatchers' queue of {queue['name']}" if queue else
               "outside every unit: in the district dispatchers' queue") if incident["unassigned"] else \
         f"assigned to {(incident.get('grid') or incident.get('community') or {}).get('name')}"
+    if incident.get("possible_duplicates"):
+        notice += f"; {len(incident['possible_duplicates'])} similar report(s) nearby: a dispatcher may merge them"
     return georeport.answer(fmt, "service_requests", "request", [
         {"service_request_id": str(incident["id"]), "service_notice": notice, "account_id": None}], 201)
 

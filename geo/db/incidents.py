@@ -222,6 +222,16 @@ def update(conn: psycopg.Connection, incident_id: int, sets: dict[str, Any], bum
 
 
 
+def state_of(conn: psycopg.Connection, incident_id: int) -> str:
+    found: str = value(conn, "SELECT state FROM incident WHERE id = %s", [incident_id])
+    return found
+
+
+def duplicate_link(conn: psycopg.Connection, incident_id: int) -> dict[str, Any] | None:
+    """An incident's id and what it repeats (None when there is no such incident)."""
+    return one(conn, "SELECT id, duplicate_of FROM incident WHERE id = %s", [incident_id])
+
+
 def escalates(conn: psycopg.Connection, code: str) -> bool:
     return bool(value(conn, "SELECT escalate FROM incident_category WHERE code = %s", [code]))
 
@@ -250,6 +260,33 @@ def nearest_street(conn: psycopg.Connection, lon: float, lat: float, at: datetim
         WHERE level = 'street' AND valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
           AND ST_DWithin(geom::geography, p::geography, %(within)s)
         ORDER BY geom <-> p, code LIMIT 1""", {"lon": lon, "lat": lat, "at": at, "within": QUEUE_WITHIN_M})
+
+
+SIMILAR_WITHIN_M = 50  # a report like another: the same category, this near,
+SIMILAR_DAYS = 7  # and reported (or closed) within this many days of it
+
+
+def similar(conn: psycopg.Connection, incident_id: int, *, viewer: Identity,
+            within_m: float = SIMILAR_WITHIN_M, days: float = SIMILAR_DAYS) -> list[dict[str, Any]]:
+    """Incidents an incident may repeat: the same category within `within_m`, open, or closed
+    within `days` of its report, reported up to `days` before it; nearest first (id, state,
+    reported_at, distance_m, description as `viewer` may see it). Not itself, not one already
+    marked a duplicate."""
+    rows = dicts(conn, """
+        WITH me AS (SELECT id, category, geom, reported_at FROM incident WHERE id = %(id)s)
+        SELECT o.id, o.state, o.reported_at, o.description,
+               round(ST_Distance(o.geom::geography, me.geom::geography)::numeric, 1)::float AS distance_m
+        FROM me JOIN incident o ON o.category = me.category AND o.id <> me.id
+        WHERE ST_DWithin(o.geom::geography, me.geom::geography, %(within)s)
+          AND o.reported_at BETWEEN me.reported_at - %(days)s * interval '1 day' AND me.reported_at
+          AND o.state <> 'duplicate'
+          AND (o.state = ANY(%(open)s)
+               OR coalesce(o.closed_at, o.resolved_at, o.reported_at) >= me.reported_at - %(days)s * interval '1 day')
+        ORDER BY distance_m, o.id LIMIT 20""",
+                 {"id": incident_id, "within": within_m, "days": days, "open": list(OPEN_STATES)})
+    for r in rows:
+        r["description"] = text_for(r["description"], viewer)
+    return rows
 
 
 def units_covering(conn: psycopg.Connection, lon: float, lat: float) -> dict[str, int | None]:
@@ -353,6 +390,8 @@ _WHOLE = """
            i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
            ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
            i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now,
+           i.duplicate_of, (SELECT array_agg(d.id ORDER BY d.id) FROM incident d WHERE d.duplicate_of = i.id)
+               AS duplicates,
            """ + ",\n           ".join(_UNIT_AT_REPORT.format(level=lv) for lv in (*LEVELS, "queue_street")) + """,
            e.ats, e.actors, e.froms, e.tos, e.notes, e.datas
     FROM {incidents} i JOIN incident_category c ON c.code = i.category
@@ -398,5 +437,6 @@ def _incident(r: dict[str, Any]) -> dict[str, Any]:
         "deadline": r["deadline"],
         "overdue": overdue(r["state"], r["now"], r["deadline"], r["resolved_at"] or r["closed_at"]),
         "resolved_at": r["resolved_at"], "closed_at": r["closed_at"],
+        "duplicate_of": r["duplicate_of"], "duplicates": r["duplicates"] or [],
         **{lv: r[lv] for lv in LEVELS}, "queue_street": r["queue_street"], "events": events,
     }

@@ -23,7 +23,7 @@ from geo.db import audit, generation, incident_months, units, workers
 from geo.db import incidents as db
 from geo.db.connection import connect
 from geo.db.rows import transaction_time
-from geo.errors import Conflict, GridmapError
+from geo.errors import Conflict, GridmapError, InvalidInput
 from geo.incidents import dispatch, importing, lifecycle
 from geo.incidents import sample as generated
 from geo.locate.layered import Layered
@@ -108,7 +108,10 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
                  after={"state": state, "version": 1, "worker_id": worker_id},
                  detail={"channel": report.channel, "category": category["code"], "external_id": report.external_id,
                          "unassigned": unassigned})
-    return db.get(conn, incident_id, viewer=viewer), True
+    incident = db.get(conn, incident_id, viewer=viewer)
+    # what it may repeat, for the dispatcher to merge with one move (to=duplicate, duplicate_of)
+    incident["possible_duplicates"] = db.similar(conn, incident_id, viewer=viewer)
+    return incident, True
 
 
 def _queued(queue: dict[str, Any] | None) -> str:
@@ -127,7 +130,7 @@ _REOPENED_TO = {to for state in lifecycle.STATES if state not in lifecycle.OPEN_
 
 def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, expected_version: int,
                actor: str, note: str | None = None, worker_id: int | None = None,
-               who: str | Identity | None = None) -> dict[str, Any]:
+               who: str | Identity | None = None, duplicate_of: int | None = None) -> dict[str, Any]:
     """Move an incident to `to_state`; Conflict when it changed since `expected_version`,
     IllegalTransition when the lifecycle does not allow the move. `actor` is the person named
     in the incident's history; `who`, the caller the audit log records (default: `actor`).
@@ -161,6 +164,9 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
         chain = {"grid": new["grid"], "community": new["community"]}
         moved_grid = chain != {"grid": old["grid"], "community": old["community"]}
     dispatched: tuple[int, str | None] | None = None
+    sets.update(_duplicate_link(conn, incident_id, state, to_state, duplicate_of))
+    if duplicate_of is not None:
+        data["duplicate_of"] = duplicate_of
     if to_state == "assigned":
         if worker_id is None:
             worker_id, level = dispatch.choose(chain, db.escalates(conn, row["category"]), _first_worker(conn))
@@ -188,6 +194,10 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
                 sets.update(state="assigned", worker_id=new_worker, handled_at_level=new_level)
     db.update(conn, incident_id, sets)
     db.add_event(conn, incident_id, actor, state, to_state, note, data)
+    if duplicate_of is not None:  # the original keeps a note of the report merged into it
+        original_state = db.state_of(conn, duplicate_of)
+        db.add_event(conn, duplicate_of, actor, original_state, original_state,
+                     f"report {incident_id} merged into this one as a duplicate", {"duplicate": incident_id})
     if dispatched is not None:
         db.add_event(conn, incident_id, "dispatch", to_state, "assigned", f"to the {dispatched[1]}'s worker",
                      {"worker_id": dispatched[0]})
@@ -198,6 +208,30 @@ def transition(conn: psycopg.Connection, incident_id: int, to_state: str, *, exp
                         **({"worker_id": dispatched[0]} if dispatched else {})},
                  detail={"actor": actor, "note": note})
     return db.get(conn, incident_id, viewer=viewer)
+
+
+def _duplicate_link(conn: psycopg.Connection, incident_id: int, state: str, to_state: str,
+                    duplicate_of: int | None) -> dict[str, Any]:
+    """What a move changes of the incident an incident repeats: set when it is marked a
+    duplicate of another, cleared when a duplicate is reopened."""
+    if duplicate_of is not None:
+        if to_state != "duplicate":
+            raise InvalidInput("duplicate_of goes with to=duplicate")
+        _check_original(conn, incident_id, duplicate_of)
+        return {"duplicate_of": duplicate_of}
+    return {"duplicate_of": None} if state == "duplicate" else {}
+
+
+def _check_original(conn: psycopg.Connection, incident_id: int, original: int) -> None:
+    """InvalidInput unless `original` is another incident that repeats nothing itself."""
+    if original == incident_id:
+        raise InvalidInput(f"incident {incident_id} cannot be a duplicate of itself")
+    found = db.duplicate_link(conn, original)
+    if found is None:
+        raise InvalidInput(f"duplicate_of {original}: there is no such incident")
+    if found["duplicate_of"] is not None:
+        raise InvalidInput(f"incident {original} is itself a duplicate of {found['duplicate_of']}: "
+                           f"mark {incident_id} a duplicate of {found['duplicate_of']}")
 
 
 def reassign_after_change(conn: psycopg.Connection, change_id: int) -> int:
