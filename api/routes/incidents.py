@@ -30,10 +30,12 @@ from api.deps import (
 from api.security import require
 from geo import settings as config
 from geo.db import incidents, pool, replica, stats
-from geo.incidents import lifecycle
+from geo.errors import InvalidInput, NotFound
+from geo.incidents import export, lifecycle
 from geo.incidents.stats import window as incident_window
 from geo.units import levels
 from geo.usecases import incidents as intake
+from geo.usecases import statistics
 
 router = APIRouter(tags=["incidents"], dependencies=[require("read")])
 
@@ -75,6 +77,30 @@ def report(body: ReportIn, conn: Conn, who: ReportCaller) -> JSONResponse:
     with conn.transaction():
         incident, created = intake.report_incident(conn, item, intake.locator_on(conn), actor=body.channel, who=who)
     return JSONResponse(jsonable_encoder(incident), status_code=201 if created else 200)
+
+
+@router.get("/incidents/export.{fmt}", summary="Incidents as CSV or XLSX, Chinese headers, newest first",
+            response_class=Response)
+def incidents_export(
+    fmt: str,
+    conn: Conn,
+    who: ReadCaller,
+    state: Annotated[str | None, Query()] = None,
+    unit_id: Annotated[int | None, Query(description="only incidents in this unit (any level)")] = None,
+    unassigned: Annotated[bool | None, Query()] = None,
+    category: Annotated[str | None, Query()] = None,
+    from_: Annotated[str | None, Query(alias="from", description="reported at or after (ISO 8601)")] = None,
+    to: Annotated[str | None, Query(description="reported at or before (ISO 8601)")] = None,
+) -> Response:
+    selection = incidents.Filter(states=None if state is None else [lifecycle.check_state(state)],
+                                 unit_id=unit_id, unassigned=unassigned,
+                                 category=None if category is None else incidents.category(conn, category)["code"],
+                                 start=time_of(from_), end=time_of(to))
+    total, items = incidents.page(conn, selection, viewer=who, limit=EXPORT_MAX)
+    if total is not None and total > EXPORT_MAX:
+        raise InvalidInput(f"{total:,} incidents match: an export holds at most {EXPORT_MAX:,}; narrow it with "
+                           "from/to, unit_id, state or category")
+    return _export(export.incident_rows(items, config.get().tz), fmt, "incidents")
 
 
 @router.get("/incidents/{incident_id}", summary="One incident with its units, worker and history")
@@ -132,27 +158,65 @@ def incident_stats(
         description="rollup: a retired unit's incidents count in the current units it became (by lineage; "
                     "after a split, in the one holding each incident's point); separate: retired units "
                     "are listed apart, marked `retired`")] = "rollup",
+    by: Annotated[Literal["window", "month"], Query(
+        description="window: one answer for the window; month: one per month of it (`months`)")] = "window",
 ) -> Response:
     lv = levels.parse_level(level)
     given = time_of(from_), time_of(to)
     incident_window(*given, datetime.now(UTC))  # a bad window is refused before anything is shared
 
     def compute() -> bytes:
-        start, end = incident_window(*given, datetime.now(UTC))
-        # connections are taken here, not as dependencies: a request answered from the replica holds
-        # none of the primary's, and a caller waiting for another's answer holds none at all
-        if replica.usable():  # a read that may lag: on the streaming replica, medians on the same connection
-            answer = replica.read(lambda c: stats.incident_stats(c, lv, start, end, retired=retired))
-        else:
-            with pool.pool().connection() as conn, contextmanager(spare_connection)() as spare:
-                # medians run in parallel on the spare connection, when one was free
-                answer = stats.incident_stats(conn, lv, start, end, median_conn=spare, retired=retired)
+        answer = _stats_answer(lv, given, retired, by)
         return json.dumps(encoded(answer), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
     shared = _shared_stats()
-    body, age = shared.get((lv, *given, retired), compute)
+    body, age = shared.get((lv, *given, retired, by), compute)
     headers = {"Cache-Control": f"max-age={shared.ttl_s:g}", "Age": str(int(age))} if shared.ttl_s > 0 else {}
     return Response(body, media_type="application/json", headers=headers)
+
+
+def _stats_answer(lv: str, given: tuple[datetime | None, datetime | None], retired: str, by: str) -> dict[str, Any]:
+    """/stats's answer for a window (`given`: from and to as asked), whole or month by month."""
+    start, end = incident_window(*given, datetime.now(UTC))
+    if by == "month":
+        return replica.read(lambda c: statistics.by_month(c, lv, start, end, retired))
+    # connections are taken here, not as dependencies: a request answered from the replica holds
+    # none of the primary's, and a caller waiting for another's answer holds none at all
+    if replica.usable():  # a read that may lag: on the streaming replica, medians on the same connection
+        return replica.read(lambda c: stats.incident_stats(c, lv, start, end, retired=retired))
+    with pool.pool().connection() as conn, contextmanager(spare_connection)() as spare:
+        # medians run in parallel on the spare connection, when one was free
+        return stats.incident_stats(conn, lv, start, end, median_conn=spare, retired=retired)
+
+
+EXPORT_MAX = 100_000  # incidents in one export
+
+
+def _export(table: export.Table, fmt: str, name: str) -> Response:
+    if fmt == "csv":
+        return Response(export.csv_bytes(table), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    if fmt == "xlsx":
+        return Response(export.xlsx_bytes(table, name),
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+    raise NotFound(f"exports are .csv or .xlsx, not .{fmt}")
+
+
+@router.get("/stats/export.{fmt}", summary="Incident statistics as CSV or XLSX, Chinese headers",
+            response_class=Response)
+def stats_export(
+    fmt: str,
+    from_: Annotated[str | None, Query(alias="from", description="start of the window (ISO 8601)")] = None,
+    to: Annotated[str | None, Query(description="end of the window (ISO 8601), exclusive; default now")] = None,
+    level: Annotated[str, Query(description="street, community, grid, compound or neighbourhood")] = "grid",
+    retired: Annotated[Literal["rollup", "separate"], Query()] = "rollup",
+    by: Annotated[Literal["window", "month"], Query(description="month: a row per unit and month")] = "window",
+) -> Response:
+    lv = levels.parse_level(level)
+    answer = _stats_answer(lv, (time_of(from_), time_of(to)), retired, by)
+    parts = [(m["month"], m) for m in answer["months"]] if by == "month" else [(None, answer)]
+    return _export(export.stats_rows(parts), fmt, f"stats-{lv}")
 
 
 _STATS_KEPT_BYTES = 64 << 20

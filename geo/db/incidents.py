@@ -386,7 +386,8 @@ _UNIT_AT_REPORT = """(SELECT json_build_object('id', v.unit_id, 'code', v.code, 
     ORDER BY (v.valid_from <= i.reported_at AND (v.valid_to IS NULL OR v.valid_to > i.reported_at)) DESC,
              v.version DESC LIMIT 1) AS {level}"""
 _WHOLE = """
-    SELECT i.id, i.external_id, i.category, c.name_zh AS category_zh, i.description, i.address, i.reported_at,
+    SELECT i.id, i.district, i.external_id, i.category, c.name_zh AS category_zh, i.description, i.address,
+           i.reported_at,
            i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
            ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
            i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now,
@@ -425,7 +426,8 @@ def _incident(r: dict[str, Any]) -> dict[str, Any]:
                                                           r["tos"] or [], r["notes"] or [], r["datas"] or [],
                                                           strict=True)]
     return {
-        "id": r["id"], "external_id": r["external_id"], "category": r["category"], "category_zh": r["category_zh"],
+        "id": r["id"], "district": r["district"], "external_id": r["external_id"], "category": r["category"],
+        "category_zh": r["category_zh"],
         "description": r["description"], "address": r["address"], "reported_at": r["reported_at"],
         "received_at": r["received_at"],
         "channel": r["channel"], "contact": r["contact"], "photos": r["photos"],

@@ -87,3 +87,20 @@ def _finish(unit: dict[str, Any], medians_s: Mapping[int, float], names: Mapping
         ({"unit_id": source, "code": names.get(source, {}).get("code"), "total": n,
           "retired_at": names.get(source, {}).get("retired_at")} for source, n in unit["rolled_up_from"].items()),
         key=lambda r: (r["code"] or "", r["unit_id"]))
+
+
+def months(start: datetime, end: datetime, zone: str) -> list[tuple[str, datetime, datetime]]:
+    """[start, end) cut at the first of each month in `zone`: (YYYY-MM, from, to) slices."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    out = []
+    lo = start
+    while lo < end:
+        local = lo.astimezone(tz)
+        first_next = (local.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)) \
+            .replace(day=1)
+        hi = min(end, first_next)
+        out.append((f"{local:%Y-%m}", lo, hi))
+        lo = hi
+    return out
