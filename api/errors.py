@@ -169,6 +169,17 @@ async def unexpected(request: Request, exc: Exception) -> Response:
     return answer(request, {"error": "InternalError", "detail": "an unexpected error; it has been logged"}, 500)
 
 
+async def pooler_in_the_way(request: Request, exc: Exception) -> Response:
+    """A prepared statement missing, or another's in its place: the connection goes through a
+    pooler in transaction mode that gridmap was not told about. Say what to set, not 500."""
+    log.error("%s %s: %s: %s: the database URL leads to a pooler in transaction mode (pgbouncer): set "
+              "GRIDMAP_PGBOUNCER=on", request.method, request.url.path, type(exc).__name__, exc)
+    return answer(request, {"error": "DatabaseUnavailable", "detail": (
+        "the database connection goes through a pooler in transaction mode (pgbouncer) that this server "
+        "was not told about: its operator sets GRIDMAP_PGBOUNCER=on; try again later")}, 503,
+        {"Retry-After": str(RETRY_AFTER_S)})
+
+
 async def concurrent_change(request: Request, exc: Exception) -> Response:
     return answer(request, {"error": "Conflict", "detail": "another change to the same unit was committed "
                             "at the same time; reload and try again"}, 409)
@@ -235,6 +246,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.errors.UniqueViolation, concurrent_change)
     app.add_exception_handler(psycopg.errors.ExclusionViolation, concurrent_change)
     app.add_exception_handler(psycopg.errors.DataError, bad_value)
+    app.add_exception_handler(psycopg.errors.InvalidSqlStatementName, pooler_in_the_way)
+    app.add_exception_handler(psycopg.errors.DuplicatePreparedStatement, pooler_in_the_way)
     app.add_exception_handler(GEOSException, geometry_failed)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, bad_request)

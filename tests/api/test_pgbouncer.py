@@ -141,3 +141,19 @@ def test_the_app_works_through_pgbouncer_in_transaction_mode(sample_url, two_ser
     assert edit.status_code == 200, edit.text
     located = httpx.get(f"{base}/locate", params={"lon": x, "lat": y}, timeout=60).json()
     assert located["grid"]["name"] == "经由连接池改名"
+
+
+def test_behind_pgbouncer_untold_the_app_says_what_to_set_never_500(sample_url, two_server_connections,
+                                                                     start_server):
+    """Misconfigured (pgbouncer in transaction mode, GRIDMAP_PGBOUNCER off), a request whose
+    prepared statement went missing is a 503 naming the setting, not a 500."""
+    base = start_server(two_server_connections(sample_url), {"GRIDMAP_PGBOUNCER": "off"})
+    statuses = []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for _ in range(30):
+            for path, params in (("/incidents", {"limit": 5}), ("/categories", {}), ("/health", {})):
+                answer = client.get(path, params=params)
+                statuses.append(answer.status_code)
+                if answer.status_code == 503:
+                    assert "GRIDMAP_PGBOUNCER=on" in answer.json()["detail"]
+    assert 500 not in statuses and set(statuses) <= {200, 503}, statuses
