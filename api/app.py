@@ -11,6 +11,7 @@
     api/routes/maps.py       /maps: overview, dispatch and plan maps (Leaflet, every asset served here)
     api/routes/admin.py      /keys, /audit (admins) and /whoami
     api/routes/login.py      /login, /logout: a session cookie for the maps in a browser
+    api/routes/evaluate.py   /evaluate/{token}: the reporter rates the result (回访/民评)
     api/routes/health.py     /, /health
     api/security.py          who may call what: keys, sessions, the permission each route needs
     api/errors.py            each kind of error to its status, and the one error shape
@@ -34,10 +35,25 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from api import errors, limits, openapi, security
-from api.routes import admin, health, incidents, locate, login, maps, ogc, open311, plans, tiles, units, workers
+from api.routes import (
+    admin,
+    evaluate,
+    health,
+    incidents,
+    locate,
+    login,
+    maps,
+    ogc,
+    open311,
+    plans,
+    tiles,
+    units,
+    workers,
+)
 from geo import settings as config
 from geo.db import incident_months, pool, replica
-from geo.db.connection import database_url
+from geo.db.connection import connect, database_url
+from geo.usecases import incidents as intake
 
 
 def create_app(settings: config.Settings | None = None) -> FastAPI:
@@ -49,11 +65,12 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open_pool(database_url(settings), settings.db_wait)
         security.announce()
-        months = asyncio.create_task(_keep_months())
+        rounds = [asyncio.create_task(_keep_months()), asyncio.create_task(_close_unevaluated())]
         yield
-        months.cancel()
-        with suppress(asyncio.CancelledError):
-            await months
+        for task in rounds:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         replica.close()
         pool.close_pool()
 
@@ -65,7 +82,8 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, units, locate, incidents, workers, open311, plans, ogc, tiles, maps, admin, login):
+    for module in (health, units, locate, incidents, workers, open311, plans, ogc, tiles, maps, admin, login,
+                   evaluate):
         app.include_router(module.router)
     # GET /locate carries other services' load: a plain Starlette route, placed first, without
     # FastAPI's per-request machinery; api/routes/locate.py describes it to OpenAPI.
@@ -101,6 +119,29 @@ async def _keep_months() -> None:
             log.warning("incident months not made (tried again in %d s): %s", MONTHS_RETRY_S, exc)
             wait = MONTHS_RETRY_S
         await asyncio.sleep(wait)
+
+
+EVALUATION_ROUND_S = 600  # how often a running server closes what its reporters did not rate in time
+
+
+async def _close_unevaluated() -> None:
+    """Resolved incidents their reporters did not rate within GRIDMAP_EVALUATION_HOURS are closed
+    as not evaluated, every EVALUATION_ROUND_S (each worker; each incident once, by its version)."""
+    log = logging.getLogger("gridmap.evaluation")
+    hours = config.get().evaluation_hours
+
+    def close() -> list[int]:
+        with connect(database_url(), autocommit=True) as conn:  # each incident its own transaction
+            return intake.close_unevaluated(conn, hours)
+
+    while True:
+        try:
+            closed = await asyncio.to_thread(close)
+            if closed:
+                log.info("closed as not evaluated: %d incident(s)", len(closed))
+        except Exception as exc:  # noqa: BLE001 - any failure waits for the next round
+            log.warning("not-evaluated incidents not closed (tried again in %d s): %s", EVALUATION_ROUND_S, exc)
+        await asyncio.sleep(EVALUATION_ROUND_S)
 
 
 app = create_app()

@@ -53,7 +53,9 @@ from geo.security.keys import KEY_PATTERN, digest
 log = logging.getLogger("uvicorn.error")  # printed the way uvicorn prints its own warnings
 
 SESSION_COOKIE = "gridmap_session"
-PUBLIC = {"/", "/health", "/login", "/logout", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# (/evaluate/{token}: the token in the path is the credential, one incident's)
+PUBLIC = {"/", "/health", "/login", "/logout", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+          "/evaluate/{token}"}
 SAFE_METHODS = ("GET", "HEAD")
 CACHE_MAX = 10_000
 

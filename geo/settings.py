@@ -17,6 +17,8 @@
     GRIDMAP_REPLICA_URL          a streaming replica for reads that may lag (tiles, OGC, statistics, index loads)
     GRIDMAP_REPLICA_PORT         the embedded replica's port when it is first made (the primary's + 1)
     GRIDMAP_PGBOUNCER            the database URLs lead to pgbouncer in transaction mode: prepare no statements (off)
+    GRIDMAP_EVALUATION_HOURS     how long a resolved incident waits for its reporter's rating before it closes (72)
+    GRIDMAP_REOPEN_UNSATISFIED   an "unsatisfied" rating reopens the incident (on)
     GRIDMAP_STATS_CACHE_SECONDS  how long a worker keeps a /stats answer for the same question (0: not kept)
 
 Every yes/no setting takes one rule: 1, true, on, yes (or 0, false, off, no), any case.
@@ -87,6 +89,8 @@ class Settings(BaseSettings):
     replica_url: str | None = None
     replica_port: int | None = Field(None, ge=1, le=65535)
     pgbouncer: OnOff = False
+    evaluation_hours: float = Field(72.0, gt=0, le=24 * 90)
+    reopen_unsatisfied: OnOff = True
     stats_cache_seconds: float = Field(0.0, ge=0, le=3600)
 
 

@@ -76,6 +76,9 @@ def report(body: ReportIn, conn: Conn, who: ReportCaller) -> JSONResponse:
     item = lifecycle.Report(**body.model_dump())
     with conn.transaction():
         incident, created = intake.report_incident(conn, item, intake.locator_on(conn), actor=body.channel, who=who)
+    token = incident.pop("evaluation_token", None)
+    if token:  # for the reporter: where they rate the result once it is resolved
+        incident["evaluation_url"] = f"/evaluate/{token}"
     return JSONResponse(jsonable_encoder(incident), status_code=201 if created else 200)
 
 

@@ -146,7 +146,9 @@ async def create(fmt: str, request: Request, who: ReportCaller) -> Response:
     if incident.get("possible_duplicates"):
         notice += f"; {len(incident['possible_duplicates'])} similar report(s) nearby: a dispatcher may merge them"
     return georeport.answer(fmt, "service_requests", "request", [
-        {"service_request_id": str(incident["id"]), "service_notice": notice, "account_id": None}], 201)
+        {"service_request_id": str(incident["id"]), "service_notice": notice, "account_id": None,
+         # (gridmap's: where the resident rates the result once it is resolved)
+         "evaluation_url": f"/evaluate/{incident['evaluation_token']}"}], 201)
 
 
 def _window(start_date: str | None, end_date: str | None, default_days: int | None) -> tuple[Any, Any]:

@@ -222,6 +222,23 @@ def update(conn: psycopg.Connection, incident_id: int, sets: dict[str, Any], bum
 
 
 
+def by_evaluation_token(conn: psycopg.Connection, token_hash: str) -> dict[str, Any] | None:
+    """The incident a reporter's token rates, locked: id, state, version, worker, evaluation."""
+    return one(conn, "SELECT id, state, version, worker_id, evaluation FROM incident "
+                     "WHERE evaluation_token_hash = %s FOR UPDATE", [token_hash])
+
+
+def record_evaluation(conn: psycopg.Connection, incident_id: int, rating: str, comment: str | None) -> None:
+    conn.execute("UPDATE incident SET evaluation = %s, evaluation_comment = %s, evaluated_at = clock_timestamp() "
+                 "WHERE id = %s", [rating, comment, incident_id])
+
+
+def awaiting_evaluation(conn: psycopg.Connection, resolved_before: datetime, limit: int = 1000) -> list[dict[str, Any]]:
+    """Resolved incidents nobody rated, resolved before a time (id, version), oldest first."""
+    return dicts(conn, "SELECT id, version FROM incident WHERE state = 'resolved' AND evaluation IS NULL "
+                       "AND resolved_at < %s ORDER BY resolved_at LIMIT %s", [resolved_before, limit])
+
+
 def state_of(conn: psycopg.Connection, incident_id: int) -> str:
     found: str = value(conn, "SELECT state FROM incident WHERE id = %s", [incident_id])
     return found
@@ -391,6 +408,7 @@ _WHOLE = """
            i.received_at, i.channel, i.contact, i.photos, i.input_lon, i.input_lat, i.input_crs,
            ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.state, i.version, i.unassigned, i.handled_at_level,
            i.worker_id, w.name AS worker_name, i.deadline, i.resolved_at, i.closed_at, now() AS now,
+           i.evaluation, i.evaluation_comment, i.evaluated_at,
            i.duplicate_of, (SELECT array_agg(d.id ORDER BY d.id) FROM incident d WHERE d.duplicate_of = i.id)
                AS duplicates,
            """ + ",\n           ".join(_UNIT_AT_REPORT.format(level=lv) for lv in (*LEVELS, "queue_street")) + """,
@@ -440,5 +458,7 @@ def _incident(r: dict[str, Any]) -> dict[str, Any]:
         "overdue": overdue(r["state"], r["now"], r["deadline"], r["resolved_at"] or r["closed_at"]),
         "resolved_at": r["resolved_at"], "closed_at": r["closed_at"],
         "duplicate_of": r["duplicate_of"], "duplicates": r["duplicates"] or [],
+        "evaluation": None if r["evaluation"] is None else {
+            "rating": r["evaluation"], "comment": r["evaluation_comment"], "at": r["evaluated_at"]},
         **{lv: r[lv] for lv in LEVELS}, "queue_street": r["queue_street"], "events": events,
     }

@@ -71,7 +71,9 @@ def _counts_sql(col: str, window: str, split: bool = False) -> str:
     return f"""
         SELECT i.{col}, {part}, i.state, i.category, count(*),
                count(*) FILTER (WHERE (i.state = ANY(%(open)s) AND now() > i.deadline)
-                                   OR coalesce(i.resolved_at, i.closed_at) > i.deadline)
+                                   OR coalesce(i.resolved_at, i.closed_at) > i.deadline),
+               count(*) FILTER (WHERE i.evaluation IN ('satisfied', 'basically_satisfied')),
+               count(*) FILTER (WHERE i.evaluation IN ('satisfied', 'basically_satisfied', 'unsatisfied'))
         FROM incident i {join} WHERE {window} AND i.{col} IS NOT NULL {only} GROUP BY 1, 2, 3, 4"""
 
 
@@ -122,9 +124,10 @@ def incident_stats(conn: psycopg.Connection, level: str, start: datetime, end: d
             worker.join()
         else:
             medians = dict(conn.execute(median_sql, params).fetchall())
-    # (unit, state, category, count, overdue, the unit the incidents were assigned to)
-    rows = [(_unit_of(roll, unit_id, part), state, category, n, overdue, unit_id)
-            for unit_id, part, state, category, n, overdue in counted]
+    # (unit, state, category, count, overdue, the unit the incidents were assigned to, rated
+    # satisfied or basically satisfied, rated at all)
+    rows = [(_unit_of(roll, unit_id, part), state, category, n, overdue, unit_id, pleased, rated)
+            for unit_id, part, state, category, n, overdue, pleased, rated in counted]
     names = level_names(conn, level, list({r[0] for r in rows} | {r[5] for r in rows}))
     units = stats.per_unit(rows, medians, names, every_current=True)
     unassigned = value(conn, f"SELECT count(*) FROM incident i WHERE {window} AND i.unassigned",

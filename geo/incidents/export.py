@@ -48,7 +48,7 @@ def stats_rows(answers: Sequence[tuple[str | None, Mapping[str, Any]]]) -> Table
     (and month): counts, resolution, time to resolve and each state."""
     monthly = any(month for month, _ in answers)
     headers = [*(("月份",) if monthly else ()), "编码", "名称", "总数", "已办结", "办结率", "超期",
-               "处置时长中位数（小时）", *(f"{STATE_ZH[s]}" for s in STATES), "已撤销单元"]
+               "处置时长中位数（小时）", "已评价", "满意率", *(f"{STATE_ZH[s]}" for s in STATES), "已撤销单元"]
     rows = []
     for month, answer in answers:
         for u in answer["units"]:
@@ -56,6 +56,8 @@ def stats_rows(answers: Sequence[tuple[str | None, Mapping[str, Any]]]) -> Table
             rows.append([*((month,) if monthly else ()), u.get("code", ""), u.get("name", ""), u["total"],
                          u["resolved"], "" if rate is None else round(rate * 100, 1), u["overdue"],
                          "" if u["median_hours_to_resolve"] is None else u["median_hours_to_resolve"],
+                         u.get("evaluated", 0),
+                         "" if u.get("satisfaction_rate") is None else round(u["satisfaction_rate"] * 100, 1),
                          *(u["by_state"].get(s, 0) for s in STATES), "是" if u.get("retired") else "否"])
     return headers, rows
 

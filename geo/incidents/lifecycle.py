@@ -28,6 +28,21 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "rejected": ("reported",),
     "duplicate": ("reported",),
 }
+# a reporter's rating of the result (回访/民评), and what it is called
+RATINGS = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsatisfied": "不满意"}
+PLEASED = ("satisfied", "basically_satisfied")
+
+
+def check_rating(rating: str, comment: str | None) -> str:
+    """The rating, or InvalidInput naming the ones there are."""
+    if rating not in RATINGS:
+        raise InvalidInput(f"unknown rating {rating!r}: use " + ", ".join(f"{k} ({v})" for k, v in RATINGS.items()))
+    check_text(comment or "", "comment")
+    if len(comment or "") > MAX_DESCRIPTION:
+        raise InvalidInput(f"comment is longer than {MAX_DESCRIPTION} characters")
+    return rating
+
+
 # what each state is called on the maps and in Open311 updates
 STATE_ZH = {"reported": "待派单", "assigned": "已派单", "in_progress": "处置中", "resolved": "已办结",
             "closed": "已关闭", "rejected": "已驳回", "duplicate": "重复件"}

@@ -42,14 +42,15 @@ def window(start: datetime | None, end: datetime | None, now: datetime) -> tuple
 
 
 def _empty(unit_id: int) -> dict[str, Any]:
-    return {"unit_id": unit_id, "total": 0, "overdue": 0, "resolved": 0, "counted": 0,
+    return {"unit_id": unit_id, "total": 0, "overdue": 0, "resolved": 0, "counted": 0, "pleased": 0, "evaluated": 0,
             "by_state": {}, "by_category": {}, "rolled_up_from": {}}
 
 
 def per_unit(counts: Iterable[Sequence[Any]], medians_s: Mapping[int, float],
              names: Mapping[int, Mapping[str, Any]], *, every_current: bool = False) -> list[dict[str, Any]]:
     """Units (sorted by code) from rows (unit id, state, category, count, overdue[, the unit
-    the incidents were assigned to, when rolled up into another]), median seconds to resolve
+    the incidents were assigned to, when rolled up into another[, rated satisfied or basically
+    satisfied, rated at all]]), median seconds to resolve
     per unit, and each unit's code, name and `retired_at` (None or missing: current). With
     `every_current`, each current unit in `names` has a row even without incidents."""
     units: dict[int, dict[str, Any]] = {}
@@ -62,6 +63,9 @@ def per_unit(counts: Iterable[Sequence[Any]], medians_s: Mapping[int, float],
         unit["counted"] += 0 if state in DROPPED_STATES else n
         unit["by_state"][state] = unit["by_state"].get(state, 0) + n
         unit["by_category"][category] = unit["by_category"].get(category, 0) + n
+        if len(row) > 7:  # residents' ratings
+            unit["pleased"] += row[6]
+            unit["evaluated"] += row[7]
         source = row[5] if len(row) > 5 else unit_id
         if source is not None and source != unit_id:
             unit["rolled_up_from"][source] = unit["rolled_up_from"].get(source, 0) + n
@@ -77,6 +81,8 @@ def per_unit(counts: Iterable[Sequence[Any]], medians_s: Mapping[int, float],
 def _finish(unit: dict[str, Any], medians_s: Mapping[int, float], names: Mapping[int, Mapping[str, Any]]) -> None:
     counted = unit.pop("counted")
     unit["resolution_rate"] = round(unit["resolved"] / counted, 4) if counted else None
+    pleased = unit.pop("pleased")
+    unit["satisfaction_rate"] = round(pleased / unit["evaluated"], 4) if unit["evaluated"] else None
     median_s = medians_s.get(unit["unit_id"])
     unit["median_hours_to_resolve"] = None if median_s is None else round(median_s / 3600, 2)
     if unit["unit_id"] in names:

@@ -92,6 +92,8 @@ def incident_for(item: dict[str, Any], viewer: Identity) -> dict[str, Any]:
     masked["contact"] = mask_contact(item.get("contact"))
     masked["description"] = mask_text(item.get("description"))
     masked["address"] = mask_text(item.get("address"))
+    if item.get("evaluation"):
+        masked["evaluation"] = item["evaluation"] | {"comment": mask_text(item["evaluation"].get("comment"))}
     if item.get("events"):
         masked["events"] = [event | {"note": mask_text(event.get("note"))} for event in item["events"]]
     return masked

@@ -9,6 +9,8 @@ and dispatches it to a worker (geo/incidents/dispatch.py).
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,7 @@ from geo.db import audit, generation, incident_months, units, workers
 from geo.db import incidents as db
 from geo.db.connection import connect
 from geo.db.rows import transaction_time
-from geo.errors import Conflict, GridmapError, InvalidInput
+from geo.errors import Conflict, GridmapError, InvalidInput, NotFound
 from geo.incidents import dispatch, importing, lifecycle
 from geo.incidents import sample as generated
 from geo.locate.layered import Layered
@@ -81,6 +83,7 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     chain = {lv: (int(locator.units[lv].ids[i]) if i >= 0 else None) for lv, i in found.items()}
     unassigned = chain["street"] is None and chain["community"] is None and chain["grid"] is None
     district = codes.district_of({lv: (locator.units[lv].codes[i] if i >= 0 else None) for lv, i in found.items()})
+    token = secrets.token_urlsafe(24)  # the reporter's, to rate the result: only its digest is stored
     queue = db.nearest_street(conn, lon, lat, reported_at) if unassigned else None
     if queue is not None:  # outside every unit: the nearest street's dispatchers take it, in its district
         district = codes.district_of({"street": queue["code"]})
@@ -93,7 +96,7 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
         "input_lon": report.lon, "input_lat": report.lat, "input_crs": source, "state": state,
         **{f"{lv}_id": chain[lv] for lv in LEVELS}, "unassigned": unassigned, "handled_at_level": level,
         "worker_id": worker_id, "deadline": reported_at + timedelta(hours=category["deadline_hours"]),
-        "queue_street_id": queue["unit_id"] if queue else None,
+        "queue_street_id": queue["unit_id"] if queue else None, "evaluation_token_hash": _digest(token),
     }
     incident_id = db.insert(conn, fields, lon, lat)
     if incident_id is None:  # the same external id arrived at the same moment: that one stands
@@ -111,7 +114,72 @@ def report_incident(conn: psycopg.Connection, report: lifecycle.Report, locator_
     incident = db.get(conn, incident_id, viewer=viewer)
     # what it may repeat, for the dispatcher to merge with one move (to=duplicate, duplicate_of)
     incident["possible_duplicates"] = db.similar(conn, incident_id, viewer=viewer)
+    incident["evaluation_token"] = token  # given once, to whoever reported it
     return incident, True
+
+
+# whoever holds a report's token: shown what a service key is shown (contacts masked)
+RESIDENT = Identity("resident", role="service")
+
+
+def evaluation_page(conn: psycopg.Connection, token: str) -> dict[str, Any]:
+    """The incident a token rates, as its holder sees it; NotFound for an unknown token."""
+    row = db.by_evaluation_token(conn, _digest(token))
+    if row is None:
+        raise NotFound("no report has this link: open the link you were sent with your report")
+    return db.get(conn, row["id"], viewer=RESIDENT)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def evaluate(conn: psycopg.Connection, token: str, rating: str, comment: str | None = None) -> dict[str, Any]:
+    """The reporter's rating of a resolved incident, through the token they were given: pleased
+    closes it; unsatisfied reopens it to its worker (GRIDMAP_REOPEN_UNSATISFIED; with nobody who
+    may take it, it stays resolved, marked, for a dispatcher). NotFound for an unknown token,
+    Conflict when the incident is not resolved. Returns the incident as its reporter sees it."""
+    rating = lifecycle.check_rating(rating, comment)
+    comment = (comment or "").strip() or None
+    row = db.by_evaluation_token(conn, _digest(token))
+    if row is None:
+        raise NotFound("no report has this link: open the link you were sent with your report")
+    if row["state"] != "resolved":
+        said = "has been rated" if row["evaluation"] else f"is {row['state']}"
+        raise Conflict(f"incident {row['id']} {said}: a report is rated once it is resolved")
+    db.record_evaluation(conn, row["id"], rating, comment)
+    note = f"居民评价 {lifecycle.RATINGS[rating]} {rating}" + (f": {comment}" if comment else "")
+    resident = RESIDENT
+    if rating in lifecycle.PLEASED or not settings.get().reopen_unsatisfied:
+        return transition(conn, row["id"], "closed", expected_version=row["version"], actor="resident", note=note,
+                          who=resident)
+    for worker in (row["worker_id"], None):  # back to its worker, else to whoever intake would choose
+        try:
+            with conn.transaction():
+                return transition(conn, row["id"], "assigned", expected_version=row["version"], actor="resident",
+                                  note=note, worker_id=worker, who=resident)
+        except (InvalidInput, Conflict):
+            continue
+    db.add_event(conn, row["id"], "resident", "resolved", "resolved",
+                 note + "; nobody may take it back: a dispatcher will")
+    return db.get(conn, row["id"], viewer=resident)
+
+
+def close_unevaluated(conn: psycopg.Connection, hours: float) -> list[int]:
+    """Close the resolved incidents their reporters did not rate within `hours` (not evaluated),
+    each in a transaction of its own (one changed meanwhile is left for the next round)."""
+    before = db.clock(conn) - timedelta(hours=hours)
+    closed = []
+    for row in db.awaiting_evaluation(conn, before):
+        try:
+            with conn.transaction():
+                db.record_evaluation(conn, row["id"], "not_evaluated", None)
+                transition(conn, row["id"], "closed", expected_version=row["version"], actor="system",
+                           note=f"未评价 not evaluated within {hours:g} h of being resolved", who="system")
+            closed.append(row["id"])
+        except Conflict:
+            continue
+    return closed
 
 
 def _queued(queue: dict[str, Any] | None) -> str:
