@@ -60,3 +60,12 @@ def render(incident: dict[str, Any], zone: str, message: str | None = None, prob
             f"<title>事件回访 #{incident['id']}</title><style>{_STYLE}</style></head><body><main>"
             f"<h1>事件回访 · 编号 {incident['id']}</h1>{said}<section class=\"card\"><dl>{details}</dl></section>"
             f"{form}</main></body></html>")
+
+
+def not_found(message: str) -> str:
+    """The page for a link that opens no report."""
+    return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>事件回访</title><style>{_STYLE}</style></head><body><main><h1>事件回访</h1>"
+            f'<p class="card problem">链接无效：请打开随上报回执收到的链接。<br>{html.escape(message)}</p>'
+            "</main></body></html>")

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.deps import Conn
 from geo import settings
-from geo.errors import Conflict, InvalidInput
+from geo.errors import Conflict, InvalidInput, NotFound
 from geo.usecases import incidents as intake
 from maps import evaluate as page
 
@@ -23,7 +23,11 @@ router = APIRouter(tags=["incidents"])
 @router.get("/evaluate/{token}", summary="The reporter's page: how the report stands, and the rating once resolved",
             response_class=HTMLResponse)
 def evaluation_page(token: str, conn: Conn) -> HTMLResponse:
-    return HTMLResponse(page.render(intake.evaluation_page(conn, token), settings.get().tz))
+    try:
+        incident = intake.evaluation_page(conn, token)
+    except NotFound as exc:  # a resident with a mistyped link gets a page saying so, not JSON
+        return HTMLResponse(page.not_found(str(exc)), status_code=404)
+    return HTMLResponse(page.render(incident, settings.get().tz))
 
 
 @router.post("/evaluate/{token}", summary="The reporter rates a resolved incident: satisfied, basically_satisfied "

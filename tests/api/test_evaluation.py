@@ -63,7 +63,9 @@ def test_the_reporters_link_rates_a_resolved_incident(client, grid):
     assert incident["evaluation"]["comment"] == "很及时" and incident["events"][-1]["actor"] == "resident"
     again = client.post(link, data={"rating": "unsatisfied"})
     assert again.status_code == 409 and "has been rated" in again.text
-    assert client.get("/evaluate/not-a-token").status_code == 404
+    missing = client.get("/evaluate/not-a-token")
+    assert missing.status_code == 404 and "链接无效" in missing.text
+    assert client.post("/evaluate/not-a-token", json={"rating": "satisfied"}).status_code == 404
     assert "evaluation_token" not in incident and "evaluation_url" not in incident  # given once only
 
 
