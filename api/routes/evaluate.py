@@ -21,7 +21,9 @@ router = APIRouter(tags=["incidents"])
 
 
 @router.get("/evaluate/{token}", summary="The reporter's page: how the report stands, and the rating once resolved",
-            response_class=HTMLResponse)
+            response_class=HTMLResponse,
+            responses={404: {"description": "no report has this link (a page saying so)",
+                             "content": {"text/html": {}}}})
 def evaluation_page(token: str, conn: Conn) -> HTMLResponse:
     try:
         incident = intake.evaluation_page(conn, token)
