@@ -19,6 +19,7 @@ import psycopg
 from geo.db.rows import dicts, value
 from geo.errors import InvalidInput
 
+ZONE = "Asia/Shanghai"  # whose months they are: the zone incident_month() (migration 0009) cuts them in
 KEEP_AHEAD = 3  # months made beyond the current one
 KEEP_BEHIND = 1  # and before it (reports dated yesterday, on the first of a month)
 LOCK_TIMEOUT = "2s"
@@ -40,9 +41,9 @@ def make_between(conn: psycopg.Connection, first: datetime, last: datetime) -> l
     where missing, before reports of those times are stored in bulk; the names made. In the
     caller's transaction."""
     months = [r["m"] for r in dicts(conn, """
-        SELECT generate_series(date_trunc('month', %s AT TIME ZONE 'Asia/Shanghai'),
-                               date_trunc('month', %s AT TIME ZONE 'Asia/Shanghai'), interval '1 month')::date AS m
-        """, [first, last])]
+        SELECT generate_series(date_trunc('month', %(first)s AT TIME ZONE %(zone)s),
+                               date_trunc('month', %(last)s AT TIME ZONE %(zone)s), interval '1 month')::date AS m
+        """, {"first": first, "last": last, "zone": ZONE})]
     if len(months) > 240:
         raise InvalidInput(f"{len(months)} months from {first:%Y-%m} to {last:%Y-%m}: at most 240 at once")
     return [name for month in months if (name := make(conn, month))]
@@ -59,8 +60,8 @@ def keep(conn: psycopg.Connection, ahead: int = KEEP_AHEAD) -> list[str]:
     for n in range(-KEEP_BEHIND, ahead + 1):
         with conn.transaction():
             conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            month: date = value(conn, "SELECT (date_trunc('month', now() AT TIME ZONE 'Asia/Shanghai') "
-                                      "+ %s * interval '1 month')::date", [n])
+            month: date = value(conn, "SELECT (date_trunc('month', now() AT TIME ZONE %s) "
+                                      "+ %s * interval '1 month')::date", [ZONE, n])
             name = make(conn, month)
         if name:
             made.append(name)

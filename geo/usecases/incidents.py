@@ -124,10 +124,15 @@ RESIDENT = Identity("resident", role="service")
 
 def evaluation_page(conn: psycopg.Connection, token: str) -> dict[str, Any]:
     """The incident a token rates, as its holder sees it; NotFound for an unknown token."""
+    return db.get(conn, _rated(conn, token)["id"], viewer=RESIDENT)
+
+
+def _rated(conn: psycopg.Connection, token: str) -> dict[str, Any]:
+    """The incident a reporter's token opens, locked; NotFound when it opens none."""
     row = db.by_evaluation_token(conn, _digest(token))
     if row is None:
         raise NotFound("no report has this link: open the link you were sent with your report")
-    return db.get(conn, row["id"], viewer=RESIDENT)
+    return row
 
 
 def _digest(token: str) -> str:
@@ -141,9 +146,7 @@ def evaluate(conn: psycopg.Connection, token: str, rating: str, comment: str | N
     Conflict when the incident is not resolved. Returns the incident as its reporter sees it."""
     rating = lifecycle.check_rating(rating, comment)
     comment = (comment or "").strip() or None
-    row = db.by_evaluation_token(conn, _digest(token))
-    if row is None:
-        raise NotFound("no report has this link: open the link you were sent with your report")
+    row = _rated(conn, token)
     if row["state"] != "resolved":
         said = "has been rated" if row["evaluation"] else f"is {row['state']}"
         raise Conflict(f"incident {row['id']} {said}: a report is rated once it is resolved")
